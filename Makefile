@@ -1,0 +1,48 @@
+# roost: `make run` starts a server on localhost; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= roost.toml
+
+.PHONY: install test-deps run test lint typecheck unit integration bench clean
+
+install: $(BIN)/roost
+
+$(BIN)/roost: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/roost pyproject.toml scripts/install-debian-deps.sh
+	bash scripts/install-debian-deps.sh
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+test-deps: $(VENV)/.test-deps
+
+run: install
+	test -f $(CONFIG) || $(BIN)/roost init -c $(CONFIG)
+	$(BIN)/roost run -c $(CONFIG)
+
+lint: test-deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: test-deps
+	$(BIN)/mypy src tests bench
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+unit: test-deps
+	$(BIN)/pytest -q tests/unit
+
+integration: test-deps
+	$(BIN)/pytest -q tests/integration
+
+bench: install
+	$(BIN)/python -m bench.micro
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

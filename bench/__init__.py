@@ -1,0 +1,1 @@
+"""Benchmarks for roost: ``python -m bench.micro`` runs the micro-benchmarks."""

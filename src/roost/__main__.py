@@ -1,0 +1,5 @@
+"""Allow ``python -m roost``."""
+
+from roost.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Authentication: stored SCRAM credentials and the providers that look them up."""

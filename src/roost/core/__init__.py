@@ -1,0 +1,1 @@
+"""The core: router, sessions, hosts, hooks and the module API."""

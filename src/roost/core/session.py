@@ -1,0 +1,269 @@
+"""Client sessions: the driver between a transport and the sans-IO c2s stream machine.
+
+A ``C2SSession`` performs the actions the stream returns (send, start TLS, look up
+credentials, bind, route). Stanzas of one session are processed strictly in order
+(RFC 6120 §10.1): when an action has to wait (a storage lookup, an async handler), reading
+pauses and the remaining actions and events wait behind it, Prosody's per-session runner,
+without a task per stanza (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from roost.core.hooks import Authenticated, SessionBound, SessionEnded
+from roost.errors import StanzaError, StreamError
+from roost.jid import JID
+from roost.stream import events as ev
+from roost.stream.c2s import C2SStream, State
+from roost.xml.element import Element
+from roost.xml.ns import NS_CLIENT, NS_PING
+from roost.xml.parser import ParseEvent
+from roost.xml.serializer import serialize
+
+if TYPE_CHECKING:
+    from roost.core.server import ServerCore
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """What a transport offers the session (TCP, WebSocket, BOSH)."""
+
+    peer: str  # the remote IP address
+
+    def write(self, data: bytes) -> None: ...
+    def start_tls(self) -> None: ...  # flush, upgrade, then call session.tls_established()
+    def reset_parser(self) -> None: ...
+    def set_post_auth_limits(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self, *, wait_for_peer: bool) -> None: ...  # after flushing what was written
+
+
+class C2SSession:
+    """One client connection, from the first byte to the end of the bound session."""
+
+    __slots__ = (
+        "_backlog",
+        "_busy",
+        "_failure",
+        "authenticated_at",
+        "closed",
+        "conn",
+        "core",
+        "created",
+        "jid",
+        "jid_str",
+        "last_active",
+        "ping_sent",
+        "presence",
+        "priority",
+        "stream",
+        "unauth_counted",
+    )
+
+    def __init__(self, core: ServerCore, conn: Connection, *, secure: bool) -> None:
+        self.core = core
+        self.conn = conn
+        self.stream = C2SStream(
+            core.host_names,
+            tls_available=core.tls_available,
+            tls_required=core.config.tls.require_c2s,
+            secure=secure,
+            cb_data=core.cb_data if secure else None,
+            max_auth_failures=core.config.limits.auth_failures_per_stream,
+            extra_features=core.stream_features,
+            limits_features=core.limits_feature,
+        )
+        self.jid: JID | None = None
+        self.jid_str = ""
+        self.presence: Element | None = None  # last broadcast presence (None: unavailable)
+        self.priority = 0
+        self.created = self.last_active = time.monotonic()
+        self.authenticated_at = 0.0
+        self.ping_sent = 0.0
+        self.closed = False
+        self.unauth_counted = False  # counted in the per-IP unauthenticated connections
+        self._busy = False
+        self._backlog: list[ParseEvent] = []
+        self._failure: StreamError | None = None  # a parse error waiting behind the backlog
+
+    def __repr__(self) -> str:
+        return f"<C2SSession {self.jid_str or self.conn.peer}>"
+
+    # -- input from the transport ------------------------------------------------------------
+    def receive(self, events: list[ParseEvent]) -> None:
+        """Process parse events (in order; queued while an earlier stanza is waiting)."""
+        if self._busy:
+            self._backlog.extend(events)
+            return
+        self._perform(self.stream.receive(events), 0)
+
+    def parse_error(self, error: StreamError) -> None:
+        """The parser refused the input: close with that stream error, after the stanzas
+        that came before it (they may still be waiting behind a handler)."""
+        if self._busy:
+            self._failure = error
+            return
+        self._perform(self.stream.close(error), 0)
+
+    def tls_established(self, cb_data: bytes | None) -> None:
+        """The transport finished the TLS handshake."""
+        self._perform(self.stream.tls_established(cb_data), 0)
+
+    def connection_lost(self) -> None:
+        """The transport is gone: end the session (unavailable presence etc. via hooks)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.stream.state = State.CLOSED
+        self._backlog.clear()
+        self._uncount()
+        self.core.session_ended(self, "connection closed")
+
+    # -- output ------------------------------------------------------------------------------
+    def send(self, stanza: Element) -> None:
+        """Deliver a stanza to this client."""
+        if not self.closed:
+            self.conn.write(serialize(stanza))
+
+    def send_raw(self, data: bytes) -> None:
+        """Deliver an already serialized stanza (fan-out serializes once)."""
+        if not self.closed:
+            self.conn.write(data)
+
+    def close(self, error: StreamError | None = None) -> None:
+        """Close the stream from the server side (with a stream error, or cleanly)."""
+        if not self.closed:
+            self._perform(self.stream.close(error), 0)
+
+    def ping(self) -> None:
+        """Send an idle-check ping (XEP-0199); any data from the client answers it."""
+        iq = Element("iq", NS_CLIENT, {"type": "get", "id": "idle-" + secrets.token_hex(4)})
+        iq.attrs["to"] = self.jid_str
+        iq.attrs["from"] = self.stream.domain or ""
+        iq.sub("ping", NS_PING)
+        self.send(iq)
+        self.ping_sent = time.monotonic()
+
+    # -- the runner --------------------------------------------------------------------------
+    def _perform(self, actions: Sequence[ev.Action], start: int) -> None:
+        route = self.core.router.route
+        for i in range(start, len(actions)):
+            action = actions[i]
+            if type(action) is Element:
+                pending = route(action, self)
+                if pending is not None:
+                    self._wait(pending, actions, i + 1)
+                    return
+            elif type(action) is ev.Send:
+                self.conn.write(action.data)
+            else:
+                pending = self._act(action)
+                if pending is not None:
+                    self._wait(pending, actions, i + 1)
+                    return
+
+    def _act(self, action: ev.Action) -> Awaitable[None] | None:
+        kind = type(action)
+        if kind is ev.FetchCredentials:
+            return self._fetch_credentials(action.jid)  # type: ignore[union-attr]
+        if kind is ev.BindRequest:
+            self._bind(action.resource)  # type: ignore[union-attr]
+        elif kind is ev.Authenticated:
+            self._authenticated(action)  # type: ignore[arg-type]
+        elif kind is ev.ResetParser:
+            self.conn.reset_parser()
+        elif kind is ev.StartTLS:
+            self.conn.start_tls()
+        elif kind is ev.AuthFailed:
+            self._auth_failed()
+        elif kind is ev.Close:
+            self._close(action)  # type: ignore[arg-type]
+        return None
+
+    def _wait(self, pending: Awaitable[None], actions: Sequence[ev.Action], resume_at: int) -> None:
+        self._busy = True
+        self.conn.pause_reading()
+        asyncio.get_running_loop().create_task(self._resume(pending, actions, resume_at))
+
+    async def _resume(
+        self, pending: Awaitable[None], actions: Sequence[ev.Action], resume_at: int
+    ) -> None:
+        try:
+            await pending
+        except Exception:
+            log.exception("session %r: a waiting step failed", self)
+        self._busy = False
+        if self.closed:
+            return
+        self._perform(actions, resume_at)
+        if not self._busy and self._backlog:
+            backlog, self._backlog = self._backlog, []
+            self.receive(backlog)
+        if not self._busy and self._failure is not None:
+            failure, self._failure = self._failure, None
+            self._perform(self.stream.close(failure), 0)
+        if not self._busy and not self.closed:
+            self.conn.resume_reading()
+
+    # -- steps -------------------------------------------------------------------------------
+    async def _fetch_credentials(self, jid: JID) -> None:
+        creds = await self.core.storage.accounts.get_credentials(jid.domain, jid.local or "")
+        self._perform(self.stream.credentials(creds), 0)
+
+    def _auth_failed(self) -> None:
+        peer = self.conn.peer
+        if not self.core.limiter.auth_failed(peer):
+            return
+        # The address is banned: close its other unauthenticated streams too, or they could go
+        # on guessing through the ban (only new connections are refused). Bans are rare, so
+        # scanning the connections here costs nothing on the hot path.
+        text = "too many failed authentication attempts"
+        self.close(StreamError("policy-violation", text))
+        for session in list(self.core.connections):
+            if session.conn.peer == peer and session.stream.authenticated is None:
+                session.close(StreamError("policy-violation", text))
+
+    def _authenticated(self, action: ev.Authenticated) -> None:
+        self.authenticated_at = time.monotonic()
+        self.conn.set_post_auth_limits()
+        self._uncount()
+        self.core.hooks.fire(Authenticated(str(action.jid), action.mechanism, self.conn.peer))
+
+    def _bind(self, resource: str | None) -> None:
+        bare = self.stream.authenticated
+        if bare is None:  # the machine never asks before authentication
+            return
+        try:
+            full = self.core.bind(self, bare, resource)
+        except StanzaError as err:
+            self._perform(self.stream.bind_failed(err), 0)
+            return
+        self.jid = full
+        self.jid_str = str(full)
+        self._perform(self.stream.bound(full), 0)
+        self.core.hooks.fire(SessionBound(self))
+
+    def _uncount(self) -> None:
+        if self.unauth_counted:
+            self.unauth_counted = False
+            self.core.limiter.authenticated(self.conn.peer)
+
+    def _close(self, action: ev.Close) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._uncount()
+        self.conn.close(wait_for_peer=not action.peer_closed)
+        reason = action.condition or ("closed by client" if action.peer_closed else "closed")
+        self.core.session_ended(self, reason)
+
+
+__all__ = ["C2SSession", "Connection", "SessionBound", "SessionEnded"]

@@ -1,0 +1,59 @@
+"""What the router hands to handlers: addressing classes, iq requests, routed stanzas."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal
+
+from roost.jid import JID
+from roost.xml.element import Element
+
+if TYPE_CHECKING:
+    from roost.core.host import Host
+    from roost.core.session import C2SSession
+
+# How a stanza is addressed, relative to the host that receives it (Prosody's event names):
+Addressing = Literal["host", "bare", "full", "self"]
+HOST: Final = "host"  # the server itself: 'domain' or 'domain/resource'
+BARE: Final = "bare"  # an account, from someone else: 'user@domain'
+FULL: Final = "full"  # one session: 'user@domain/resource'
+SELF: Final = "self"  # the sender's own account: no 'to', or 'to' = the sender's bare JID
+
+
+@dataclass(slots=True)
+class Routed:
+    """A stanza on its way through a host, with its parsed addresses."""
+
+    stanza: Element
+    sender: JID
+    to: JID
+    host: Host
+    origin: C2SSession | None  # the local session it came from, if any
+
+    @property
+    def type(self) -> str | None:
+        """The stanza's type attribute."""
+        return self.stanza.attrs.get("type")
+
+
+@dataclass(slots=True)
+class IqRequest:
+    """An iq get/set for a handler: reply with the returned payload or raise StanzaError."""
+
+    stanza: Element
+    payload: Element
+    sender: JID
+    to: JID
+    host: Host
+    origin: C2SSession | None
+
+    @property
+    def type(self) -> str:
+        """'get' or 'set'."""
+        return self.stanza.attrs["type"]
+
+
+IqResult = Element | None
+IqHandler = Callable[[IqRequest], "IqResult | Awaitable[IqResult]"]
+StanzaHandler = Callable[[Routed], "bool | Awaitable[bool | None] | None"]

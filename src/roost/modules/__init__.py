@@ -1,0 +1,18 @@
+"""The built-in modules, by name (the names used in ``[modules].enabled``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from roost.core.module import Module
+from roost.modules.disco import Disco
+from roost.modules.message import Message
+from roost.modules.ping import Ping
+from roost.modules.presence import Presence
+from roost.modules.session import LegacySession
+from roost.modules.time import EntityTime
+from roost.modules.version import Version
+
+BUILTIN: Final[dict[str, type[Module]]] = {
+    cls.name: cls for cls in (Disco, Ping, Version, EntityTime, LegacySession, Presence, Message)
+}

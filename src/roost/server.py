@@ -1,0 +1,176 @@
+"""Wires configuration, storage, modules and listeners into a running server.
+
+``run(config)`` is what ``roost run`` calls: it starts everything, runs until SIGTERM or
+SIGINT, then closes every stream with ``system-shutdown`` (RFC 6120 §4.9.3.20), stops the
+listeners and closes storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from typing import Final
+
+from roost.config import Config, ConfigError
+from roost.core.module import Module, ModuleAPI
+from roost.core.server import ServerCore
+from roost.modules import BUILTIN
+from roost.storage import open_storage
+from roost.tls import end_point_hash, ensure_certificate, server_context
+from roost.transport.tcp import listen_c2s
+
+log = logging.getLogger("roost")
+
+SWEEP_INTERVAL: Final = 5.0  # seconds between timeout sweeps (shorter when timeouts are)
+SHUTDOWN_GRACE: Final = 0.5  # seconds for closing tags to drain at shutdown
+
+
+def module_order(enabled: tuple[str, ...] | None, file: str = "roost.toml") -> list[type[Module]]:
+    """The module classes to load, dependencies first; ConfigError for unknown names."""
+    names = list(BUILTIN) if enabled is None else list(enabled)
+    ordered: list[type[Module]] = []
+
+    def add(name: str, chain: tuple[str, ...]) -> None:
+        cls = BUILTIN.get(name)
+        if cls is None:
+            known = ", ".join(sorted(BUILTIN))
+            raise ConfigError(
+                f"{file}: [modules].enabled: unknown module {name!r} (known: {known})"
+            )
+        if cls in ordered:
+            return
+        if name in chain:
+            raise ConfigError(
+                f"{file}: [modules].enabled: circular dependency {' -> '.join(chain)}"
+            )
+        for dep in cls.depends:
+            add(dep, (*chain, name))
+        ordered.append(cls)
+
+    for name in names:
+        add(name, ())
+    return ordered
+
+
+class Server:
+    """A running roost: core, listeners and the periodic sweep."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.core: ServerCore | None = None
+        self._listeners: list[asyncio.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Open storage, load modules, start listening."""
+        config = self.config
+        modules = module_order(config.modules.enabled, config.path.name)
+        config.server.data_dir.mkdir(parents=True, exist_ok=True)
+        cert, key = ensure_certificate(config)
+        starttls = server_context(cert, key)
+        direct = server_context(cert, key, alpn=["xmpp-client"])
+        storage = open_storage(
+            config.storage.backend, path=config.sqlite_path, dsn=config.storage.dsn
+        )
+        await storage.open()
+        core = ServerCore(config, storage, cb_data=end_point_hash(cert), tls_available=True)
+        self.core = core
+        for host in core.hosts.values():
+            for cls in modules:
+                api = ModuleAPI(host, cls.name)
+                module = cls(api)
+                module.setup(api)
+                host.modules[cls.name] = (module, api)
+        await self._listen(core, starttls, direct)
+        self._schedule_sweep()
+        log.info(
+            "roost ready: %s on %s",
+            ", ".join(sorted(core.hosts)),
+            ", ".join(str(s.sockets[0].getsockname()[:2]) for s in self._listeners if s.sockets),
+        )
+
+    async def _listen(
+        self, core: ServerCore, starttls: ssl.SSLContext, direct: ssl.SSLContext
+    ) -> None:
+        listen = self.config.listen
+        if listen.c2s is not None:
+            self._listeners.append(await listen_c2s(core, listen.c2s, starttls, direct_tls=False))
+        if listen.c2s_tls is not None:
+            self._listeners.append(await listen_c2s(core, listen.c2s_tls, direct, direct_tls=True))
+
+    def _schedule_sweep(self) -> None:
+        limits = self.config.limits
+        shortest = min(limits.preauth_timeout, limits.idle_timeout, limits.idle_close_after)
+        interval = min(SWEEP_INTERVAL, max(0.2, shortest / 4))
+        loop = asyncio.get_running_loop()
+
+        def sweep() -> None:
+            self._sweeper = loop.call_later(interval, sweep)
+            if self.core is not None:
+                self.core.sweep()
+                self.core.limiter.sweep()
+
+        self._sweeper = loop.call_later(interval, sweep)
+
+    async def stop(self) -> None:
+        """Tell every client, stop listening, close storage."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for listener in self._listeners:
+            listener.close()
+        core = self.core
+        if core is None:
+            return
+        core.shutdown()
+        await asyncio.sleep(SHUTDOWN_GRACE if core.connections else 0)
+        for host in core.hosts.values():
+            for module, api in reversed(list(host.modules.values())):
+                api.unload()
+                module.teardown()
+        await core.storage.close()
+        log.info("roost stopped")
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr at the configured level."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when none is given)."""
+    loop = asyncio.get_running_loop()
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    server = Server(config)
+    try:
+        await server.start()
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run(config: Config) -> int:
+    """Run the server in the foreground; the process exit code."""
+    configure_logging(config.server.log_level)
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(serve(config))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0

@@ -1,0 +1,34 @@
+-- roost schema 1 (PostgreSQL): accounts with their SCRAM credentials, and the generic
+-- key-value store. Every table carries the virtual host from the first migration on.
+-- Hosts and usernames are stored as given (already normalised).
+
+CREATE TABLE accounts (
+    host       TEXT        NOT NULL,
+    username   TEXT        NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (host, username)
+);
+
+-- The SCRAM secret per hash function (RFC 5802 §3): never a password.
+CREATE TABLE credentials (
+    host       TEXT    NOT NULL,
+    username   TEXT    NOT NULL,
+    hash_name  TEXT    NOT NULL,  -- 'SHA-1', 'SHA-256', 'SHA-512'
+    salt       BYTEA   NOT NULL,
+    iterations INTEGER NOT NULL CHECK (iterations > 0),
+    stored_key BYTEA   NOT NULL,
+    server_key BYTEA   NOT NULL,
+    PRIMARY KEY (host, username, hash_name),
+    FOREIGN KEY (host, username) REFERENCES accounts (host, username) ON DELETE CASCADE
+);
+
+-- Generic per-user data of modules without tables of their own (base.KeyValueStore).
+-- No foreign key: the account's rows are deleted with it by AccountStore.delete().
+CREATE TABLE kv (
+    host     TEXT  NOT NULL,
+    username TEXT  NOT NULL,
+    store    TEXT  NOT NULL,
+    key      TEXT  NOT NULL,
+    value    BYTEA NOT NULL,
+    PRIMARY KEY (host, username, store, key)
+);
