@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= roost.toml
 
-.PHONY: install test-deps run test lint typecheck unit integration bench clean
+.PHONY: install test-deps run test lint typecheck unit integration browser bench clean
 
 install: $(BIN)/roost
 
@@ -14,7 +14,8 @@ $(BIN)/roost: pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/roost pyproject.toml scripts/install-debian-deps.sh
+$(VENV)/.test-deps: $(BIN)/roost pyproject.toml scripts/install-debian-deps.sh \
+		scripts/install-browser-test-deps.sh tests/browser/package-lock.json
 	bash scripts/install-debian-deps.sh
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
@@ -40,6 +41,9 @@ unit: test-deps
 
 integration: test-deps
 	$(BIN)/pytest -q tests/integration
+
+browser: test-deps
+	$(BIN)/pytest -q tests/browser
 
 bench: install
 	$(BIN)/python -m bench.micro

@@ -15,6 +15,7 @@ import ipaddress
 import json
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -25,7 +26,7 @@ from roost.jid import JIDError, normalize_domain
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 STORAGE_BACKENDS: Final = ("sqlite", "postgresql")
 SECTIONS: Final = (
-    "server", "listen", "tls", "storage", "limits", "registration", "services",
+    "server", "listen", "http", "tls", "storage", "limits", "registration", "services",
     "components", "modules",
 )  # fmt: skip
 
@@ -70,6 +71,19 @@ class ListenSection:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSection:
+    """The web-client endpoints of ``[listen].http``: WebSocket, BOSH, XEP-0156, CORS."""
+
+    tls: bool = False
+    public_url: str = ""  # "": the scheme and Host of each request
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # IP addresses or networks
+    cors_origins: tuple[str, ...] = ("*",)
+    bosh_max_wait: int = 60
+    bosh_max_inactivity: int = 60
+    bosh_sessions_per_ip: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class TLSSection:
     """``cert``/``key`` are ``None`` when a self-signed certificate is to be generated."""
 
@@ -104,6 +118,9 @@ class LimitsSection:
     auth_failures_per_ip: int = 20
     auth_ban_time: int = 3600
     resources_per_account: int = 10
+    offline_messages: int = 1000
+    offline_expire_after: int = 30 * 86400
+    vcard_size: int = 65536
     exempt_loopback: bool = False
 
 
@@ -137,6 +154,7 @@ class Config:
     path: Path
     server: ServerSection = field(default_factory=ServerSection)
     listen: ListenSection = field(default_factory=ListenSection)
+    http: HttpSection = field(default_factory=HttpSection)
     tls: TLSSection = field(default_factory=TLSSection)
     storage: StorageSection = field(default_factory=StorageSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
@@ -156,7 +174,6 @@ class Config:
 UNBUILT_FEATURES: Final[dict[str, str]] = {
     "[listen].s2s": "server-to-server federation",
     "[listen].component": "the external component listener (XEP-0114)",
-    "[listen].http": "the HTTP listener (WebSocket, BOSH, upload, metrics)",
     "[services].muc": "multi-user chat (XEP-0045)",
     "[services].pubsub": "the publish-subscribe service (XEP-0060)",
     "[services].upload": "HTTP file upload (XEP-0363)",
@@ -324,6 +341,46 @@ def _listen(t: _Table) -> ListenSection:
     return ListenSection(**endpoints)
 
 
+_ORIGIN: Final = re.compile(r"https?://[^/\s?#]+")
+
+
+def _http(t: _Table) -> HttpSection:
+    defaults = HttpSection()
+    url = t.typed("public_url", str, "").rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.netloc or parts.query):
+        raise t.error(
+            "public_url", f'{_show(url)} is not an http(s) URL (e.g. "https://chat.example.org")'
+        )
+    proxies = t.strings("trusted_proxies")
+    proxies = list(defaults.trusted_proxies) if proxies is None else proxies
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise t.error(
+                "trusted_proxies",
+                f'{_show(proxy)} is not an IP address or network (e.g. "10.0.0.0/8")',
+            ) from None
+    origins = t.strings("cors_origins")
+    origins = list(defaults.cors_origins) if origins is None else origins
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise t.error(
+                "cors_origins",
+                f'{_show(origin)} is not "*" or an origin (e.g. "https://example.org")',
+            )
+    return HttpSection(
+        tls=t.typed("tls", bool, False),
+        public_url=url,
+        trusted_proxies=tuple(proxies),
+        cors_origins=tuple(origins),
+        bosh_max_wait=t.integer("bosh_max_wait", defaults.bosh_max_wait),
+        bosh_max_inactivity=t.integer("bosh_max_inactivity", defaults.bosh_max_inactivity),
+        bosh_sessions_per_ip=t.integer("bosh_sessions_per_ip", defaults.bosh_sessions_per_ip),
+    )
+
+
 def _tls(t: _Table, base: Path) -> TLSSection:
     cert, key = t.path("cert", base, ""), t.path("key", base, "")
     if (cert is None) != (key is None):
@@ -435,6 +492,7 @@ def _parse(path: Path, file: str, data: dict[str, Any]) -> Config:
         path=path.absolute(),
         server=server,
         listen=_listen(table("listen", ListenSection)),
+        http=_http(table("http", HttpSection)),
         tls=_tls(table("tls", TLSSection), base),
         storage=_storage(table("storage", StorageSection)),
         limits=_limits(table("limits", LimitsSection)),
@@ -504,7 +562,16 @@ c2s = "127.0.0.1:5222"           # clients, STARTTLS (RFC 6120)
 c2s_tls = "127.0.0.1:5223"       # clients, direct TLS (XEP-0368)
 s2s = "127.0.0.1:5269"           # other servers (federation; not built yet)
 component = "127.0.0.1:5347"     # external components (XEP-0114; not built yet)
-http = "127.0.0.1:5280"          # WebSocket, BOSH, upload, metrics (not built yet)
+http = "127.0.0.1:5280"          # WebSocket, BOSH, XEP-0156 host-meta ([http] below)
+
+[http]                           # the web-client endpoints of [listen].http
+tls = false                      # serve HTTPS with the [tls] certificate
+public_url = ""                  # "https://chat.@DOMAIN@" for host-meta; "": from each request
+trusted_proxies = ["127.0.0.1", "::1"]  # reverse proxies whose X-Forwarded-* are believed
+cors_origins = ["*"]             # web origins allowed to use BOSH, WebSocket and host-meta
+bosh_max_wait = 60               # longest a BOSH request is held (seconds)
+bosh_max_inactivity = 60         # a BOSH session without a request this long ends
+bosh_sessions_per_ip = 10        # BOSH sessions at once from one IP address
 
 [tls]
 cert = ""                        # PEM certificate chain; "" = generate a self-signed
@@ -532,6 +599,9 @@ auth_failures_per_stream = 5     # failed authentications before the stream is c
 auth_failures_per_ip = 20        # failed authentications per hour before an IP is banned
 auth_ban_time = 3600             # how long such a ban lasts
 resources_per_account = 10       # sessions one account may have at once
+offline_messages = 1000          # messages stored per user while offline (XEP-0160)
+offline_expire_after = 2592000   # offline messages older than this (30 days) are deleted
+vcard_size = 65536               # largest vCard a user may store (XEP-0054)
 exempt_loopback = false          # true: no per-IP limits for 127.0.0.1 and ::1
 
 [registration]

@@ -19,6 +19,7 @@ from roost.core.server import ServerCore
 from roost.modules import BUILTIN
 from roost.storage import open_storage
 from roost.tls import end_point_hash, ensure_certificate, server_context
+from roost.transport.http import HttpListener
 from roost.transport.tcp import listen_c2s
 
 log = logging.getLogger("roost")
@@ -61,6 +62,7 @@ class Server:
         self.config = config
         self.core: ServerCore | None = None
         self._listeners: list[asyncio.Server] = []
+        self._http: HttpListener | None = None
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
@@ -84,12 +86,15 @@ class Server:
                 module.setup(api)
                 host.modules[cls.name] = (module, api)
         await self._listen(core, starttls, direct)
+        if config.listen.http is not None:
+            tls = server_context(cert, key, alpn=["http/1.1"]) if config.http.tls else None
+            self._http = HttpListener(core, config.listen.http, tls)
+            await self._http.start()
         self._schedule_sweep()
-        log.info(
-            "roost ready: %s on %s",
-            ", ".join(sorted(core.hosts)),
-            ", ".join(str(s.sockets[0].getsockname()[:2]) for s in self._listeners if s.sockets),
-        )
+        addresses = [str(s.sockets[0].getsockname()[:2]) for s in self._listeners if s.sockets]
+        if self._http is not None:
+            addresses.append(f"http {self._http.address}")
+        log.info("roost ready: %s on %s", ", ".join(sorted(core.hosts)), ", ".join(addresses))
 
     async def _listen(
         self, core: ServerCore, starttls: ssl.SSLContext, direct: ssl.SSLContext
@@ -125,6 +130,8 @@ class Server:
             return
         core.shutdown()
         await asyncio.sleep(SHUTDOWN_GRACE if core.connections else 0)
+        if self._http is not None:
+            await self._http.stop()
         for host in core.hosts.values():
             for module, api in reversed(list(host.modules.values())):
                 api.unload()

@@ -76,6 +76,7 @@ class ServerProcess:
     domains: tuple[str, ...]
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
+    http: int = 0  # the HTTP listener's port (0: none)
 
     def __post_init__(self) -> None:
         self.log = self.directory / "server.log"
@@ -85,6 +86,11 @@ class ServerProcess:
         """The generated self-signed certificate, to trust in clients."""
         return self.directory / "data" / "roost.crt"
 
+    @property
+    def http_url(self) -> str:
+        """The base URL of the HTTP listener (WebSocket, BOSH, host-meta)."""
+        return f"http://127.0.0.1:{self.http}"
+
     def client_context(self) -> ssl.SSLContext:
         """A TLS context that trusts this server's certificate."""
         return ssl.create_default_context(cafile=str(self.cert))
@@ -92,6 +98,7 @@ class ServerProcess:
     def start(self) -> None:
         """Start the process and wait until the client port accepts connections."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        seen = len(self.log_text())  # a restart appends: wait for a new "ready" line
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "roost", "run", "-c", str(self.config)],
@@ -103,7 +110,7 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"roost exited with {self.proc.returncode}:\n{self.log_text()}")
-            if "roost ready" in self.log_text():
+            if "roost ready" in self.log_text()[seen:]:
                 return
             time.sleep(0.05)
         raise RuntimeError("roost did not become ready:\n" + self.log_text())
@@ -147,10 +154,17 @@ def make_server(
     dsn: str = "",
     domains: tuple[str, ...] = (DOMAIN,),
     require_tls: bool = True,
+    http: bool = False,
+    http_options: Mapping[str, object] | None = None,
 ) -> ServerProcess:
-    """Write a config for a test server (not started yet)."""
+    """Write a config for a test server (not started yet).
+
+    ``http``: also listen for HTTP (WebSocket, BOSH) on a free port; ``http_options`` are
+    the keys of its ``[http]`` section.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     c2s, c2s_tls = free_port(), free_port()
+    http_port = free_port() if http else 0
     merged: dict[str, object] = {"exempt_loopback": True}
     merged.update(limits or {})
     lines = [
@@ -163,7 +177,7 @@ def make_server(
         f'c2s_tls = "127.0.0.1:{c2s_tls}"',
         's2s = ""',
         'component = ""',
-        'http = ""',
+        f'http = "127.0.0.1:{http_port}"' if http else 'http = ""',
         "[tls]",
         f"require_c2s = {_toml_value(require_tls)}",
         "[storage]",
@@ -175,6 +189,8 @@ def make_server(
         'upload = ""',
         "[limits]",
         *(f"{key} = {_toml_value(value)}" for key, value in merged.items()),
+        "[http]",
+        *(f"{key} = {_toml_value(value)}" for key, value in (http_options or {}).items()),
     ]
     config = directory / "roost.toml"
     config.write_text("\n".join(lines) + "\n")
@@ -182,7 +198,7 @@ def make_server(
     (directory / "unused.toml").unlink(missing_ok=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
-    return ServerProcess(directory, config, c2s, c2s_tls, domains)
+    return ServerProcess(directory, config, c2s, c2s_tls, domains, http=http_port)
 
 
 @contextlib.contextmanager

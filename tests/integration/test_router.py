@@ -184,19 +184,25 @@ async def test_iq_to_unbound_full_jid_is_service_unavailable(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("to_kind", ["nonexistent-account", "offline-account", "unbound-full"])
-async def test_undeliverable_chat_message_is_service_unavailable(
-    server: ServerProcess, new_user: Callable[[str], str], to_kind: str
+@pytest.mark.parametrize(
+    ("to_kind", "kind"),
+    [
+        ("nonexistent-account", "chat"),
+        ("nonexistent-account", "normal"),
+        ("unbound-full", "normal"),
+    ],
+)
+async def test_undeliverable_message_is_service_unavailable(
+    server: ServerProcess, new_user: Callable[[str], str], to_kind: str, kind: str
 ) -> None:
     offline = new_user("offline")
     to = {
         "nonexistent-account": f"nobody-{to_kind}@{DOMAIN}",
-        "offline-account": offline,
         "unbound-full": offline + "/nowhere",
     }[to_kind]
     async with raw_client(server) as client:
         await client.login(new_user("u").split("@")[0])
-        message = Element("message", NS_CLIENT, {"to": to, "type": "chat", "id": "m1"})
+        message = Element("message", NS_CLIENT, {"to": to, "type": kind, "id": "m1"})
         message.sub("body", text="anyone?")
         await client.send(message)
         reply = await client.element()
@@ -229,6 +235,7 @@ async def test_message_after_logout_is_not_delivered_to_the_old_session(
     await asyncio.sleep(0.2)
     async with raw_client(server) as client:
         await client.login(alice.split("@")[0])
-        message = Element("message", NS_CLIENT, {"to": bob + "/b", "type": "chat", "id": "x"})
+        # normal to an unbound full JID: service-unavailable (RFC 6121 §8.5.3.2.1)
+        message = Element("message", NS_CLIENT, {"to": bob + "/b", "type": "normal", "id": "x"})
         await client.send(message)
         assert error_condition(await client.element()) == "service-unavailable"

@@ -6,8 +6,11 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import slixmpp
+from slixmpp import JID
 
 from tests.integration.harness import (
     DOMAIN,
@@ -71,3 +74,60 @@ async def test_go_sendxmpp_sends_a_message_to_a_slixmpp_user(
     assert message["from"].bare == alice
     assert message["from"].domain == DOMAIN
     await disconnect(receiver)
+
+
+def presence_from(client: slixmpp.ClientXMPP, contact: str, kind: str) -> asyncio.Future[None]:
+    """A future resolved when ``client`` gets available or unavailable presence of ``contact``
+    (the handler is registered at once, so nothing sent after this call is missed)."""
+    seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    event = "presence_available" if kind == "available" else "presence_unavailable"
+
+    def check(stanza: Any) -> None:
+        if stanza["from"].bare == contact and not seen.done():
+            seen.set_result(None)
+            client.del_event_handler(event, check)
+
+    client.add_event_handler(event, check)
+    return seen
+
+
+@pytest.mark.asyncio
+async def test_two_users_add_each_other_see_presence_and_chat_across_offline(
+    interop_server: ServerProcess,
+) -> None:
+    alice = interop_server.add_user("imalice")
+    bob = interop_server.add_user("imbob")
+    a = await slix_client(interop_server, alice + "/laptop")
+    b = await slix_client(interop_server, bob + "/phone")
+    for client in (a, b):  # accept subscription requests and subscribe back, as clients do
+        client.auto_authorize = True
+        client.auto_subscribe = True
+    bob_seen = presence_from(a, bob, "available")
+    alice_seen = presence_from(b, alice, "available")
+    a.send_presence_subscription(pto=JID(bob))
+    await asyncio.wait_for(asyncio.gather(bob_seen, alice_seen), 10)
+    roster = await a.get_roster()
+    assert roster is not None
+    assert roster["roster"]["items"][JID(bob)]["subscription"] == "both"
+
+    gone = presence_from(b, alice, "unavailable")
+    await disconnect(a)
+    await asyncio.wait_for(gone, 10)
+    # bob writes with another real client (go-sendxmpp) while alice is offline
+    await go_sendxmpp(interop_server, bob, alice, "while you were away", direct=False)
+
+    a = await slix_client(interop_server, alice + "/laptop", presence=False)
+    stored = next_stanza(a)
+    back = presence_from(b, alice, "available")
+    a.send_presence()
+    message = await asyncio.wait_for(stored, 10)
+    assert message["body"].strip() == "while you were away"
+    assert message["from"].bare == bob
+    delay = message.xml.find("{urn:xmpp:delay}delay")  # XEP-0203 stamp of offline storage
+    assert delay is not None
+    assert delay.get("stamp", "").endswith("Z")
+    await asyncio.wait_for(back, 10)
+    reply = next_stanza(b)
+    a.send_message(mto=JID(bob), mbody="back now", mtype="chat")
+    assert (await asyncio.wait_for(reply, 10))["body"] == "back now"
+    await disconnect(a, b)

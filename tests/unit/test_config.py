@@ -12,6 +12,7 @@ from roost.config import (
     Config,
     ConfigError,
     Endpoint,
+    HttpSection,
     LimitsSection,
     ListenSection,
     ModulesSection,
@@ -76,7 +77,8 @@ def test_default_limits_are_those_of_the_limits_reference() -> None:
         depth_preauth=8, elements=10000, elements_preauth=32, preauth_timeout=60,
         idle_timeout=300, idle_close_after=60, connections_per_ip=20,
         connection_rate_per_ip=10, auth_failures_per_stream=5, auth_failures_per_ip=20,
-        auth_ban_time=3600, resources_per_account=10, exempt_loopback=False,
+        auth_ban_time=3600, resources_per_account=10, offline_messages=1000,
+        offline_expire_after=2592000, vcard_size=65536, exempt_loopback=False,
     )  # fmt: skip
 
 
@@ -92,6 +94,15 @@ c2s_tls = "[::1]:15223"
 s2s = ""
 component = "localhost:15347"
 http = "[::]:15280"
+
+[http]
+tls = true
+public_url = "https://chat.example.org/"
+trusted_proxies = ["10.0.0.0/8", "::1"]
+cors_origins = ["https://example.org", "http://localhost:8080"]
+bosh_max_wait = 30
+bosh_max_inactivity = 90
+bosh_sessions_per_ip = 4
 
 [tls]
 cert = "certs/fullchain.pem"
@@ -119,6 +130,9 @@ auth_failures_per_stream = 3
 auth_failures_per_ip = 10
 auth_ban_time = 600
 resources_per_account = 4
+offline_messages = 50
+offline_expire_after = 86400
+vcard_size = 8192
 exempt_loopback = true
 
 [registration]
@@ -152,10 +166,38 @@ def test_every_key_of_the_contract_is_accepted(tmp_path: Path) -> None:
             component=Endpoint("localhost", 15347),
             http=Endpoint("::", 15280),
         ),
+        http=HttpSection(
+            tls=True,
+            public_url="https://chat.example.org",
+            trusted_proxies=("10.0.0.0/8", "::1"),
+            cors_origins=("https://example.org", "http://localhost:8080"),
+            bosh_max_wait=30,
+            bosh_max_inactivity=90,
+            bosh_sessions_per_ip=4,
+        ),
         tls=TLSSection(tmp_path / "certs/fullchain.pem", Path("/etc/roost/privkey.pem"), False),
         storage=StorageSection("postgresql", "postgresql://roost@db/roost"),
         limits=LimitsSection(
-            100000, 5000, 2048, 32, 6, 5000, 16, 30, 600, 30, 5, 2, 3, 10, 600, 4, True
+            100000,
+            5000,
+            2048,
+            32,
+            6,
+            5000,
+            16,
+            30,
+            600,
+            30,
+            5,
+            2,
+            3,
+            10,
+            600,
+            4,
+            50,
+            86400,
+            8192,
+            True,
         ),
         registration=RegistrationSection(open=True),
         services=ServicesSection("rooms.example.org", "", "upload.example.org"),
@@ -207,12 +249,24 @@ def test_empty_string_disables_a_listener_and_a_service(tmp_path: Path) -> None:
         ('[listen]\nc2s_tls = "127.0.0.1:5222"',
          "[listen].c2s_tls: 127.0.0.1:5222 is also used by [listen].c2s"),
         ("[listen]\nc2s = 5222", "[listen].c2s: expected a string, got an integer (5222)"),
+        ('[http]\npublic_url = "chat.example.org"',
+         '[http].public_url: "chat.example.org" is not an http(s) URL '
+         '(e.g. "https://chat.example.org")'),
+        ('[http]\ntrusted_proxies = ["10.0.0.0/33"]',
+         '[http].trusted_proxies: "10.0.0.0/33" is not an IP address or network '
+         '(e.g. "10.0.0.0/8")'),
+        ('[http]\ncors_origins = ["https://example.org/"]',
+         '[http].cors_origins: "https://example.org/" is not "*" or an origin '
+         '(e.g. "https://example.org")'),
+        ("[http]\nbosh_max_wait = 0", "[http].bosh_max_wait: 0 is too small (minimum 1)"),
+        ("[http]\ntls = 1", "[http].tls: expected a boolean, got an integer (1)"),
         ("[limits]\nstanza_sise = 1",
          "[limits].stanza_sise: unknown key (known keys: stanza_size, stanza_size_preauth, "
          "header_size, depth, depth_preauth, elements, elements_preauth, preauth_timeout, "
          "idle_timeout, idle_close_after, connections_per_ip, connection_rate_per_ip, "
          "auth_failures_per_stream, auth_failures_per_ip, auth_ban_time, "
-         "resources_per_account, exempt_loopback)"),
+         "resources_per_account, offline_messages, offline_expire_after, vcard_size, "
+         "exempt_loopback)"),
         ("[limits]\ndepth = 0", "[limits].depth: 0 is too small (minimum 1)"),
         ("[limits]\nstanza_size = 9999", "[limits].stanza_size: 9999 is too small (minimum 10000)"),
         ("[limits]\ndepth = true", "[limits].depth: expected an integer, got a boolean (true)"),
@@ -261,10 +315,10 @@ def test_empty_string_disables_a_listener_and_a_service(tmp_path: Path) -> None:
          '[modules].enabled: "mod-roster" is not a module name'),
         ("server = 1", "[server]: expected a table, got an integer"),
         ("[sever]\nx = 1",
-         "[sever]: unknown section (known sections: server, listen, tls, storage, limits, "
+         "[sever]: unknown section (known sections: server, listen, http, tls, storage, limits, "
          "registration, services, components, modules)"),
         ('domains = ["localhost"]',
-         "domains: unknown key outside any [section] (known sections: server, listen, tls, "
+         "domains: unknown key outside any [section] (known sections: server, listen, http, tls, "
          "storage, limits, registration, services, components, modules)"),
     ],
 )  # fmt: skip
@@ -309,7 +363,7 @@ def test_warnings_name_each_configured_feature_not_built_yet(tmp_path: Path) -> 
         "it is ignored"
     )
     assert [w.split(" ")[0] for w in warnings] == [
-        "[listen].s2s", "[listen].component", "[listen].http",
+        "[listen].s2s", "[listen].component",
         "[services].muc", "[services].pubsub", "[services].upload",
     ]  # fmt: skip
 

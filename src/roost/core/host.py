@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from roost.core.stanza import StanzaHandler
+from roost.core.stanza import StanzaFilter, StanzaHandler
 
 if TYPE_CHECKING:
     from roost.core.module import Module, ModuleAPI, StreamFeature
@@ -24,6 +24,9 @@ class Host:
         self.iq_handlers: dict[IqKey, IqHandler] = {}
         self.stanza_handlers: dict[StanzaKey, list[StanzaHandler]] = {}
         self._priorities: dict[StanzaKey, list[tuple[int, int, StanzaHandler]]] = {}
+        self.filters: list[StanzaFilter] = []
+        self._filter_priorities: list[tuple[int, int, StanzaFilter]] = []
+        self.services: dict[type, object] = {}
         self.features: list[str] = []
         self.account_features: list[str] = []
         self.identities: list[tuple[str, str, str | None]] = []
@@ -45,3 +48,15 @@ class Host:
             self.stanza_handlers[key] = [e[2] for e in entries]
         else:
             self.stanza_handlers.pop(key, None)
+
+    def add_filter(self, fn: StanzaFilter, priority: int) -> None:
+        """Insert a filter, keeping the list sorted by priority (highest first)."""
+        entries = self._filter_priorities
+        entries.append((priority, -len(entries), fn))
+        entries.sort(key=lambda e: (e[0], e[1]), reverse=True)
+        self.filters[:] = [e[2] for e in entries]
+
+    def remove_filter(self, fn: StanzaFilter) -> None:
+        """Remove a filter registered with ``add_filter``."""
+        self._filter_priorities[:] = [e for e in self._filter_priorities if e[2] is not fn]
+        self.filters[:] = [e[2] for e in self._filter_priorities]

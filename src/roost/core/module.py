@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from roost.core.hooks import DEFAULT
-from roost.core.stanza import Addressing, IqHandler, StanzaHandler
+from roost.core.hooks import DEFAULT, FILTER
+from roost.core.stanza import Addressing, IqHandler, StanzaFilter, StanzaHandler
 
 if TYPE_CHECKING:
     from roost.core.host import Host
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from roost.xml.element import Element
 
 StreamFeature = Callable[["C2SStream"], "Element | None"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class ModuleAPI:
         self.server: ServerCore = host.server
         self.log = logging.getLogger(f"roost.modules.{module_name}")
         self._undo: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- stanzas -----------------------------------------------------------------------------
     def on_iq(self, type_: str, to: Addressing, xmlns: str, name: str, handler: IqHandler) -> None:
@@ -75,10 +77,33 @@ class ModuleAPI:
         self.host.add_stanza_handler((kind, to), handler, priority)
         self._undo.append(lambda: self.host.remove_stanza_handler((kind, to), handler))
 
+    def filter(self, fn: StanzaFilter, priority: int = FILTER) -> None:
+        """See every stanza addressed to this host before dispatch (blocking, privacy)."""
+        self.host.add_filter(fn, priority)
+        self._undo.append(lambda: self.host.remove_filter(fn))
+
     def hook(self, event: type, handler: Callable[..., object], priority: int = DEFAULT) -> None:
         """Run ``handler`` on lifecycle events of type ``event``."""
         self.server.hooks.add(event, handler, priority)
         self._undo.append(lambda: self.server.hooks.remove(event, handler))
+
+    # -- services between modules ------------------------------------------------------------
+    def provide(self, kind: type[T], service: T) -> None:  # kind may be a Protocol
+        """Offer ``service`` to the other modules of this host under the type ``kind``."""
+        services = self.host.services
+        services[kind] = service
+
+        def withdraw() -> None:
+            services.pop(kind, None)
+
+        self._undo.append(withdraw)
+
+    def service(self, kind: type[T]) -> T:
+        """A service another module provides (declare that module in ``depends``)."""
+        found = self.host.services.get(kind)
+        if found is None:
+            raise LookupError(f"no module of {self.host.name} provides {kind.__name__}")
+        return found  # type: ignore[return-value]
 
     # -- service discovery and stream features -----------------------------------------------
     def feature(self, var: str, *, account: bool = False) -> None:
@@ -100,8 +125,22 @@ class ModuleAPI:
 
     # -- acting ------------------------------------------------------------------------------
     def send(self, stanza: Element) -> None:
-        """Route a stanza the server originates (``from`` must be set)."""
-        self.server.router.route(stanza, None)
+        """Route a stanza the server originates (``from`` must be set).
+
+        When a filter or handler has to wait, routing finishes in a task of this module
+        (stanzas sent this way are not ordered among themselves once one of them waits).
+        """
+        pending = self.server.router.route(stanza, None)
+        if pending is not None:
+            task = asyncio.get_running_loop().create_task(self._finish(pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self.log.exception("routing a stanza sent by the module failed")
 
     def every(self, seconds: float, fn: Callable[[], object]) -> None:
         """Call ``fn`` every ``seconds`` until unload."""

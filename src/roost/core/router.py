@@ -23,14 +23,23 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
-from roost.core.stanza import BARE, FULL, HOST, SELF, IqHandler, IqRequest, Routed, StanzaHandler
+from roost.core.stanza import (
+    BARE,
+    FULL,
+    HOST,
+    SELF,
+    IqHandler,
+    IqRequest,
+    Routed,
+    StanzaFilter,
+    StanzaHandler,
+)
 from roost.errors import StanzaError
 from roost.jid import JID, JIDError
 from roost.stanzas import error_reply, iq_result, is_error_or_result
 from roost.xml.element import Element
 
 if TYPE_CHECKING:
-    from roost.core.host import Host
     from roost.core.server import ServerCore
     from roost.core.session import C2SSession
 
@@ -83,13 +92,54 @@ class Router:
             addressing = SELF
         else:
             addressing = BARE
+        routed = Routed(stanza, sender, to, host, origin, addressing)
+        if host.filters:
+            return self._filter(host.filters, 0, routed)
+        return self._dispatch(routed)
+
+    def _dispatch(self, routed: Routed) -> Pending:
+        stanza = routed.stanza
         if stanza.name == "iq":
-            return self._route_iq(stanza, sender, to, host, origin, addressing)
-        routed = Routed(stanza, sender, to, host, origin)
-        handlers = host.stanza_handlers.get((stanza.name, addressing))
+            return self._route_iq(routed)
+        handlers = routed.host.stanza_handlers.get((stanza.name, routed.addressing))
         if handlers:
-            return self._run(handlers, 0, routed, addressing)
-        return self._default(routed, addressing)
+            return self._run(handlers, 0, routed, routed.addressing)
+        return self._default(routed, routed.addressing)
+
+    # -- filters (blocking, privacy) ---------------------------------------------------------
+    def _filter(self, filters: Sequence[StanzaFilter], start: int, routed: Routed) -> Pending:
+        for i in range(start, len(filters)):
+            try:
+                result = filters[i](routed)
+            except StanzaError as err:
+                return self.bounce(routed.stanza, err, routed.origin)
+            except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
+                return self._crashed(routed.stanza, routed.origin)
+            if result is True:
+                return None
+            if result is not None and result is not False:
+                return self._filter_async(result, filters, i + 1, routed)
+        return self._dispatch(routed)
+
+    async def _filter_async(
+        self,
+        pending: Awaitable[bool | None],
+        filters: Sequence[StanzaFilter],
+        start: int,
+        routed: Routed,
+    ) -> None:
+        try:
+            stop = await pending
+        except StanzaError as err:
+            self.bounce(routed.stanza, err, routed.origin)
+            return
+        except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
+            self._crashed(routed.stanza, routed.origin)
+            return
+        if stop is not True:
+            more = self._filter(filters, start, routed)
+            if more is not None:
+                await more
 
     # -- message and presence ----------------------------------------------------------------
     def _run(
@@ -149,15 +199,8 @@ class Router:
         return None
 
     # -- iq ------------------------------------------------------------------------------------
-    def _route_iq(
-        self,
-        stanza: Element,
-        sender: JID,
-        to: JID,
-        host: Host,
-        origin: C2SSession | None,
-        addressing: str,
-    ) -> Pending:
+    def _route_iq(self, routed: Routed) -> Pending:
+        stanza, to, origin, addressing = routed.stanza, routed.to, routed.origin, routed.addressing
         kind = stanza.attrs.get("type")
         if kind == "get" or kind == "set":
             payloads = [c for c in stanza.children if type(c) is Element]
@@ -166,12 +209,12 @@ class Router:
                     stanza, StanzaError("bad-request", "one payload and an id"), origin
                 )
             payload = payloads[0]
-            handlers = host.iq_handlers
+            handlers = routed.host.iq_handlers
             handler = handlers.get((kind, addressing, payload.xmlns, payload.name))
             if handler is None and addressing == SELF:
                 handler = handlers.get((kind, BARE, payload.xmlns, payload.name))
             if handler is not None:
-                request = IqRequest(stanza, payload, sender, to, host, origin)
+                request = IqRequest(stanza, payload, routed.sender, to, routed.host, origin)
                 return self._call_iq(handler, request)
             if addressing == FULL:
                 session = self._sessions.get(str(to))

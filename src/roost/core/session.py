@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from roost.core.hooks import Authenticated, SessionBound, SessionEnded
+from roost.core.hooks import Authenticated, SessionBound
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID
 from roost.stream import events as ev
@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 
 class Connection(Protocol):
-    """What a transport offers the session (TCP, WebSocket, BOSH)."""
+    """What a transport offers the session (TCP, WebSocket, BOSH).
+
+    Each ``write()`` carries a stream header, whole top-level elements, or the closing tag,
+    as the serializer produced them: the web transports frame writes on that rule.
+    """
 
     peer: str  # the remote IP address
 
@@ -68,15 +72,23 @@ class C2SSession:
         "unauth_counted",
     )
 
-    def __init__(self, core: ServerCore, conn: Connection, *, secure: bool) -> None:
+    def __init__(
+        self,
+        core: ServerCore,
+        conn: Connection,
+        *,
+        secure: bool,
+        starttls: bool = True,
+        channel_binding: bool = True,
+    ) -> None:
         self.core = core
         self.conn = conn
         self.stream = C2SStream(
             core.host_names,
-            tls_available=core.tls_available,
+            tls_available=core.tls_available and starttls,
             tls_required=core.config.tls.require_c2s,
             secure=secure,
-            cb_data=core.cb_data if secure else None,
+            cb_data=core.cb_data if secure and channel_binding else None,
             max_auth_failures=core.config.limits.auth_failures_per_stream,
             extra_features=core.stream_features,
             limits_features=core.limits_feature,
@@ -266,4 +278,26 @@ class C2SSession:
         self.core.session_ended(self, reason)
 
 
-__all__ = ["C2SSession", "Connection", "SessionBound", "SessionEnded"]
+def open_c2s_session(
+    core: ServerCore,
+    conn: Connection,
+    ip: str,
+    *,
+    secure: bool,
+    starttls: bool = True,
+    channel_binding: bool = True,
+) -> C2SSession:
+    """A new client session, registered and counted by the per-IP limits (any transport).
+
+    A refused connection gets its stream error at once (after a header of ours).
+    """
+    session = C2SSession(
+        core, conn, secure=secure, starttls=starttls, channel_binding=channel_binding
+    )
+    core.connections.add(session)
+    reason = core.limiter.refuse_reason(ip)
+    if reason is None:
+        session.unauth_counted = True
+    else:
+        session.close(StreamError("policy-violation", reason))
+    return session

@@ -30,6 +30,7 @@ class Routed:
     to: JID
     host: Host
     origin: C2SSession | None  # the local session it came from, if any
+    addressing: str  # HOST, BARE, FULL or SELF
 
     @property
     def type(self) -> str | None:
@@ -57,3 +58,6 @@ class IqRequest:
 IqResult = Element | None
 IqHandler = Callable[[IqRequest], "IqResult | Awaitable[IqResult]"]
 StanzaHandler = Callable[[Routed], "bool | Awaitable[bool | None] | None"]
+# A filter sees every stanza to a host before dispatch (iq included); True: it was handled
+# (dropped or answered) and goes no further.
+StanzaFilter = StanzaHandler

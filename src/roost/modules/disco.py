@@ -1,11 +1,19 @@
-"""Service Discovery (XEP-0030 §3, §4) for the server and for accounts.
+"""Service Discovery (XEP-0030 2.5rc3 §3, §4) for the server and for its accounts.
 
-The server's identity is ``server/im``; its features are exactly what the loaded modules
-registered (``api.feature``), so disco never advertises something that does not work.
-Account queries are answered by the server on the account's behalf (XEP-0030 §3.3 / RFC 6121
-§8.5.1 model): to the account itself only until rosters exist (Prosody also answers
-subscribed contacts); anyone else gets ``service-unavailable``, which also hides whether the
-account exists.
+- The server (``domain``): identity ``server/im``; its features are exactly what the loaded
+  modules registered with ``api.feature`` (so disco never advertises something that does not
+  work); no items yet (services come with MUC, PubSub and components). A node is
+  ``item-not-found`` (§3.1, no nodes are served).
+- An account (``user@domain``), answered by the server on the account's behalf (RFC 6121
+  §8.5.2.1.3, §8.5.1): identity ``account/registered`` (Registry, category "account")
+  and the features modules registered with ``api.feature(..., account=True)``; no items yet
+  (PEP nodes come later). Following Prosody's ``mod_disco``, only the account itself and
+  contacts with a subscription to its presence (``from`` or ``both`` on the account's roster,
+  through the roster module's ``RosterService``) are answered; anyone else, and any query
+  about an account that does not exist, gets ``service-unavailable`` (the §3.1 error cases;
+  one answer for both, so it does not tell whether the account exists). Without a roster
+  module only the account itself is answered. A node on an account is ``item-not-found``.
+- An iq to a full JID is the client's own disco: the router delivers it.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from __future__ import annotations
 from roost.core.module import Module, ModuleAPI, Spec
 from roost.core.stanza import BARE, HOST, SELF, IqRequest
 from roost.errors import StanzaError
+from roost.modules.api import RosterService
 from roost.xml.element import Element
 from roost.xml.ns import NS_DISCO_INFO, NS_DISCO_ITEMS
+
+SUBSCRIBED = ("from", "both")  # the contact may see the account's presence (RFC 6121 §3)
 
 
 class Disco(Module):
@@ -55,8 +66,8 @@ class Disco(Module):
         return Element("query", NS_DISCO_ITEMS)
 
     async def account_info(self, request: IqRequest) -> Element:
-        """The account identity, to the account itself."""
-        await self._check_account(request)
+        """The account identity and features, to the account and its subscribers."""
+        await self._check_access(request)
         query = Element("query", NS_DISCO_INFO)
         query.sub("identity", category="account", type="registered")
         for var in sorted({NS_DISCO_INFO, NS_DISCO_ITEMS, *request.host.account_features}):
@@ -65,14 +76,25 @@ class Disco(Module):
 
     async def account_items(self, request: IqRequest) -> Element:
         """Items of an account (PEP nodes come later): empty."""
-        await self._check_account(request)
+        await self._check_access(request)
         return Element("query", NS_DISCO_ITEMS)
 
-    async def _check_account(self, request: IqRequest) -> None:
+    async def _check_access(self, request: IqRequest) -> None:
+        """The account itself or a subscribed contact may ask; then a node is not found."""
+        account = request.to.bare
+        if request.sender.bare == account:
+            accounts = self.api.server.storage.accounts
+            if not await accounts.exists(account.domain, account.local or ""):
+                raise StanzaError("service-unavailable")
+        elif not await self._subscribed(request):
+            raise StanzaError("service-unavailable")
         if request.payload.get("node"):
             raise StanzaError("item-not-found")
-        if request.sender.bare != request.to.bare:
-            raise StanzaError("service-unavailable")
-        accounts = self.api.server.storage.accounts
-        if not await accounts.exists(request.to.domain, request.to.local or ""):
-            raise StanzaError("service-unavailable")
+
+    async def _subscribed(self, request: IqRequest) -> bool:
+        """Whether the sender has a subscription to the account's presence."""
+        try:
+            roster = self.api.service(RosterService)
+        except LookupError:
+            return False
+        return await roster.subscription(request.to.bare, request.sender) in SUBSCRIBED

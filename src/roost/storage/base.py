@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -90,11 +90,145 @@ class KeyValueStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RosterItem:
+    """One contact on a user's roster (RFC 6121 §2.1.2), with its subscription state.
+
+    ``subscription`` is "none", "to", "from" or "both"; ``ask`` is True while the user's
+    outbound subscription request is pending ("ask='subscribe'", the "Pending Out" states of
+    RFC 6121 Appendix A); ``approved`` records a pre-approval (§3.4). Contacts with neither a
+    subscription, an ask nor a pre-approval can still be on the roster (user-added items).
+    """
+
+    jid: str  # the contact's bare JID, normalised
+    name: str | None = None
+    subscription: str = "none"
+    ask: bool = False
+    approved: bool = False
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """A user's whole roster and its version (RFC 6121 §2.6: one integer per change)."""
+
+    version: int
+    items: dict[str, RosterItem]
+
+
+@dataclass(frozen=True, slots=True)
+class RosterChange:
+    """One change since a version: the item as it is now, or None when it was removed."""
+
+    jid: str
+    item: RosterItem | None
+    version: int
+
+
+class RosterStore(Protocol):
+    """Rosters with versions (RFC 6121 §2.6) and the inbound requests held (§3.1.3).
+
+    Every put or remove increments the user's roster version by one and records the change
+    with that version (removals as tombstones), so ``changes_since`` can answer a client that
+    has an older version with one push per change (§2.6.3). The increment and the change are
+    one transaction: concurrent changes of one user's roster get distinct versions.
+
+    The whole history is kept until a user has more than ROSTER_TOMBSTONES_KEPT tombstones;
+    then the oldest are dropped and versions before the newest dropped one are no longer
+    answerable (``changes_since`` says None). An item's groups are an ordered set: ``put``
+    keeps the first of duplicate names (roster_groups()).
+    """
+
+    async def get(self, host: str, user: str) -> Roster:
+        """The whole roster (version 0 and no items for a user who never had one)."""
+        ...
+
+    async def put(self, host: str, user: str, item: RosterItem) -> int:
+        """Add or replace the item for ``item.jid``; the new roster version.
+
+        Raise ValueError if ``item.subscription`` is not one of SUBSCRIPTIONS."""
+        ...
+
+    async def remove(self, host: str, user: str, jid: str) -> int | None:
+        """Remove the item; the new roster version, or None if there was no such item."""
+        ...
+
+    async def changes_since(self, host: str, user: str, version: int) -> list[RosterChange] | None:
+        """The changes after ``version``, oldest first, one per contact (its latest state);
+        None when ``version`` is unknown (newer than the current one, or older than the
+        history kept), in which case the client gets the whole roster."""
+        ...
+
+    async def pending_in(self, host: str, user: str) -> dict[str, bytes]:
+        """Inbound subscription requests not yet answered: contact bare JID → the
+        serialized ``<presence type='subscribe'/>`` to redeliver (§3.1.3)."""
+        ...
+
+    async def set_pending_in(self, host: str, user: str, jid: str, stanza: bytes | None) -> None:
+        """Hold (or, with None, forget) the inbound request from ``jid``."""
+        ...
+
+
+class OfflineStore(Protocol):
+    """Messages held for a user who has no available resource (XEP-0160).
+
+    ``push`` commits before it returns, so the sender may be told the message was accepted.
+    Delivery is at least once: ``fetch``, deliver, then ``delete`` the delivered ids. Ids
+    increase with each push and are never reused, so deleting ids fetched earlier can never
+    remove a message pushed since.
+    """
+
+    async def push(self, host: str, user: str, stanza: bytes, *, limit: int) -> bool:
+        """Store one serialized message (with its <delay/>); False when the user already has
+        ``limit`` messages stored (nothing is stored then). The check and the insert are one
+        transaction: concurrent pushes never exceed the limit."""
+        ...
+
+    async def fetch(self, host: str, user: str) -> list[tuple[int, bytes]]:
+        """The stored messages, oldest first, with their ids."""
+        ...
+
+    async def delete(self, host: str, user: str, ids: Sequence[int]) -> None:
+        """Forget delivered messages."""
+        ...
+
+    async def count(self, host: str, user: str) -> int:
+        """How many messages are stored for the user."""
+        ...
+
+    async def expire(self, before: float) -> int:
+        """Delete messages stored before this Unix time (all users); how many were deleted."""
+        ...
+
+
+class BlockingStore(Protocol):
+    """Each user's block list (XEP-0191): JIDs as given (bare, full or domain), normalised."""
+
+    async def list(self, host: str, user: str) -> builtins.list[str]:
+        """The blocked JIDs, sorted by code point."""
+        ...
+
+    async def add(self, host: str, user: str, jids: Sequence[str]) -> None:
+        """Block these JIDs (already blocked ones are fine)."""
+        ...
+
+    async def remove(self, host: str, user: str, jids: Sequence[str]) -> None:
+        """Unblock these JIDs (absent ones are fine)."""
+        ...
+
+    async def clear(self, host: str, user: str) -> None:
+        """Unblock everyone."""
+        ...
+
+
 class Storage(Protocol):
     """One database: the stores for every concern, opened and closed together."""
 
     accounts: AccountStore
     kv: KeyValueStore
+    roster: RosterStore
+    offline: OfflineStore
+    blocking: BlockingStore
 
     async def open(self) -> None:
         """Connect and migrate the schema to the newest version."""
@@ -134,7 +268,50 @@ def open_storage(backend: str, *, path: Path | None = None, dsn: str = "") -> St
 # Tables holding per-user rows keyed by (host, username) without a foreign key to accounts:
 # AccountStore.delete() clears them explicitly. A migration adding a per-user table either
 # references accounts ON DELETE CASCADE (as credentials does) or is added here.
-USER_DATA_TABLES: Final = ("kv",)
+USER_DATA_TABLES: Final = (
+    "kv",
+    "roster_versions",
+    "roster_items",
+    "roster_pending_in",
+    "offline_messages",
+    "blocked_jids",
+)
+
+
+# -- rosters -------------------------------------------------------------------------------
+
+# The subscription states of a roster item (RFC 6121 §2.1.2.5).
+SUBSCRIPTIONS: Final = frozenset({"none", "to", "from", "both"})
+
+# Tombstones (removed contacts) kept per user for RosterStore.changes_since(); beyond this
+# the oldest are dropped and clients with older versions get the whole roster.
+ROSTER_TOMBSTONES_KEPT: Final = 1000
+
+
+def roster_groups(groups: Iterable[str]) -> tuple[str, ...]:
+    """The groups as an ordered set: duplicates after the first dropped, order kept."""
+    return tuple(dict.fromkeys(groups))
+
+
+def checked_roster_item(item: RosterItem) -> RosterItem:
+    """The item as the stores keep it (groups deduplicated); ValueError if it is invalid."""
+    if item.subscription not in SUBSCRIPTIONS:
+        raise ValueError(f"roster item {item.jid}: unknown subscription {item.subscription!r}")
+    groups = roster_groups(item.groups)
+    return item if groups == item.groups else replace(item, groups=groups)
+
+
+def roster_item_from_row(row: Sequence[Any], groups: Iterable[str]) -> RosterItem:
+    """A RosterItem from a row that starts (jid, name, subscription, ask, approved)."""
+    name = row[1]
+    return RosterItem(
+        jid=str(row[0]),
+        name=None if name is None else str(name),
+        subscription=str(row[2]),
+        ask=bool(row[3]),
+        approved=bool(row[4]),
+        groups=tuple(groups),
+    )
 
 
 # -- credentials <-> rows ------------------------------------------------------------------

@@ -4,6 +4,9 @@ A small connection pool (1 to 10 connections) per Storage. Each write runs in on
 transaction on one pooled connection; single reads go straight through the pool. Schema
 migrations run under a transaction-scoped advisory lock, so several nodes starting at once
 against a new database migrate it exactly once, one after the other.
+
+Accounts and the key-value store are here; the roster, offline and blocking stores are in
+postgres_im.py, on the same pool.
 """
 
 from __future__ import annotations
@@ -19,15 +22,24 @@ import asyncpg
 
 from roost.auth.credentials import Credentials
 from roost.storage.base import (
+    ROSTER_TOMBSTONES_KEPT,
     USER_DATA_TABLES,
     AccountExists,
     AccountNotFound,
     AccountStore,
+    BlockingStore,
     KeyValueStore,
+    OfflineStore,
+    RosterStore,
     StorageError,
     credential_rows,
     credentials_from_rows,
     pending_migrations,
+)
+from roost.storage.postgres_im import (
+    PostgresBlockingStore,
+    PostgresOfflineStore,
+    PostgresRosterStore,
 )
 
 log = logging.getLogger(__name__)
@@ -69,18 +81,31 @@ def _row_count(status: str) -> int:
 
 
 class PostgresStorage:
-    """Storage in one PostgreSQL database."""
+    """Storage in one PostgreSQL database.
+
+    ``roster_tombstones``: how many removed contacts each roster remembers for
+    RosterStore.changes_since() (base.ROSTER_TOMBSTONES_KEPT; smaller in tests).
+    """
 
     def __init__(
-        self, dsn: str, *, min_size: int = POOL_MIN_SIZE, max_size: int = POOL_MAX_SIZE
+        self,
+        dsn: str,
+        *,
+        min_size: int = POOL_MIN_SIZE,
+        max_size: int = POOL_MAX_SIZE,
+        roster_tombstones: int = ROSTER_TOMBSTONES_KEPT,
     ) -> None:
         self.dsn = dsn
+        self.roster_tombstones = roster_tombstones
         self.where = redact_dsn(dsn)
         self._pool_size = (min_size, max_size)
         self._pool: Any = None  # asyncpg.Pool
         self._version = 0
         self.accounts: AccountStore = PostgresAccountStore(self)
         self.kv: KeyValueStore = PostgresKeyValueStore(self)
+        self.roster: RosterStore = PostgresRosterStore(self)
+        self.offline: OfflineStore = PostgresOfflineStore(self)
+        self.blocking: BlockingStore = PostgresBlockingStore(self)
 
     @property
     def schema_version(self) -> int:
@@ -142,7 +167,7 @@ class PostgresStorage:
         except _DRIVER_ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
-    async def execute(self, sql: str, *args: str | bytes) -> str:
+    async def execute(self, sql: str, *args: object) -> str:
         """Run one statement on its own (PostgreSQL commits it atomically); its status."""
         pool = self._open_pool()
         try:
@@ -150,7 +175,7 @@ class PostgresStorage:
         except _DRIVER_ERRORS as exc:
             raise StorageError(f"{self.where}: {exc}") from exc
 
-    async def fetch(self, sql: str, *args: str) -> builtins.list[Any]:
+    async def fetch(self, sql: str, *args: object) -> builtins.list[Any]:
         """The rows of one query (asyncpg Records)."""
         pool = self._open_pool()
         try:

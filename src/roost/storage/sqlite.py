@@ -6,6 +6,9 @@ inside one; writes run in ``BEGIN IMMEDIATE`` transactions, taking SQLite's writ
 front, which with ``busy_timeout`` lets a second process (``roost user add`` while the server
 runs) wait its turn instead of failing with "database is locked". WAL mode lets readers run
 beside that writer.
+
+Accounts and the key-value store are here; the roster, offline and blocking stores are in
+sqlite_im.py, on the same connection and lock.
 """
 
 from __future__ import annotations
@@ -22,16 +25,21 @@ import aiosqlite
 
 from roost.auth.credentials import Credentials
 from roost.storage.base import (
+    ROSTER_TOMBSTONES_KEPT,
     USER_DATA_TABLES,
     AccountExists,
     AccountNotFound,
     AccountStore,
+    BlockingStore,
     KeyValueStore,
+    OfflineStore,
+    RosterStore,
     StorageError,
     credential_rows,
     credentials_from_rows,
     pending_migrations,
 )
+from roost.storage.sqlite_im import SqliteBlockingStore, SqliteOfflineStore, SqliteRosterStore
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +75,30 @@ def split_statements(script: str) -> Iterator[str]:
 
 
 class SqliteStorage:
-    """Storage in one SQLite database file."""
+    """Storage in one SQLite database file.
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> None:
+    ``roster_tombstones``: how many removed contacts each roster remembers for
+    RosterStore.changes_since() (base.ROSTER_TOMBSTONES_KEPT; smaller in tests).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        roster_tombstones: int = ROSTER_TOMBSTONES_KEPT,
+    ) -> None:
         self.path = path
+        self.roster_tombstones = roster_tombstones
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._version = 0
         self.accounts: AccountStore = SqliteAccountStore(self)
         self.kv: KeyValueStore = SqliteKeyValueStore(self)
+        self.roster: RosterStore = SqliteRosterStore(self)
+        self.offline: OfflineStore = SqliteOfflineStore(self)
+        self.blocking: BlockingStore = SqliteBlockingStore(self)
 
     @property
     def schema_version(self) -> int:

@@ -59,6 +59,7 @@ from roost.xml.ns import (
     NS_BIND,
     NS_CLIENT,
     NS_SASL,
+    NS_SASL_CB,
     NS_STREAM_ERRORS,
     NS_STREAMS,
     NS_TLS,
@@ -66,7 +67,6 @@ from roost.xml.ns import (
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader
 from roost.xml.serializer import STREAM_CLOSE, serialize, stream_header
 
-NS_SASL_CB = "urn:xmpp:sasl-cb:0"  # XEP-0440
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
 
 

@@ -14,7 +14,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING, cast
 
-from roost.core.session import C2SSession
+from roost.core.session import C2SSession, open_c2s_session
 from roost.errors import StreamError
 from roost.xml.parser import ParseError, StreamEnd, StreamParser
 
@@ -57,14 +57,7 @@ class C2SProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
-        session = C2SSession(self._core, self, secure=self._direct_tls)
-        self.session = session
-        self._core.connections.add(session)
-        reason = self._core.limiter.refuse_reason(self.peer)
-        if reason is None:
-            session.unauth_counted = True
-        else:
-            session.close(StreamError("policy-violation", reason))
+        self.session = open_c2s_session(self._core, self, self.peer, secure=self._direct_tls)
 
     def data_received(self, data: bytes) -> None:
         session = self.session

@@ -34,7 +34,7 @@ from typing import Final
 
 from roost.errors import StreamError
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_COMPONENT, NS_SERVER, NS_XML
+from roost.xml.ns import NS_CLIENT, NS_COMPONENT, NS_SERVER, NS_STREAMS, NS_XML
 
 _SEP: Final = "\x01"
 _XML_LANG: Final = NS_XML + _SEP + "lang"
@@ -407,3 +407,21 @@ def _join_text(fragmented: dict[int, Element]) -> None:
             merged.append("".join(texts))
         el.children[:] = merged
     fragmented.clear()
+
+
+_FRAGMENT_WRAPPER: Final = (
+    f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAMS}'>".encode()
+)
+
+
+def parse_fragment(data: bytes) -> Element:
+    """Parse back one element that ``serialize(element)`` wrote (stored XML: vCards,
+    private storage, offline messages). The data was accepted inside a stanza before, so
+    only generous bounds apply; ValueError (a StreamError) when it holds no element."""
+    parser = StreamParser(
+        max_stanza_bytes=len(data) + 64, max_depth=1024, max_elements=len(data) + 1
+    )
+    for event in parser.feed(_FRAGMENT_WRAPPER + data):
+        if isinstance(event, Element):
+            return event
+    raise ValueError("no element in the stored data")

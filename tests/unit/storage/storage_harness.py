@@ -18,6 +18,8 @@ import pytest
 
 from roost.auth.credentials import Credentials, ScramKeys
 from roost.storage import Storage, open_storage
+from roost.storage.postgres import PostgresStorage
+from roost.storage.sqlite import SqliteStorage
 
 BACKENDS: Final = [
     pytest.param("sqlite", id="sqlite"),
@@ -33,8 +35,13 @@ class StorageTarget:
     path: Path | None = None
     dsn: str = ""
 
-    def new(self) -> Storage:
-        return open_storage(self.backend, path=self.path, dsn=self.dsn)
+    def new(self, *, roster_tombstones: int | None = None) -> Storage:
+        """A Storage on this database (made by open_storage() unless an option is given)."""
+        if roster_tombstones is None:
+            return open_storage(self.backend, path=self.path, dsn=self.dsn)
+        if self.path is not None:
+            return SqliteStorage(self.path, roster_tombstones=roster_tombstones)
+        return PostgresStorage(self.dsn, roster_tombstones=roster_tombstones)
 
     async def execute(self, sql: str) -> None:
         """Run SQL on the database directly, behind roost's back."""
@@ -59,6 +66,15 @@ class StorageTarget:
             return [row[0] for row in await conn.fetch(sql)]
         finally:
             await conn.close()
+
+    async def tables(self) -> list[str]:
+        """The names of the database's tables, schema_version excepted."""
+        if self.path is not None:  # sqlite_sequence & co. belong to SQLite (AUTOINCREMENT)
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+        else:
+            sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        names = [str(name) for name in await self.column(sql)]
+        return sorted(name for name in names if name != "schema_version")
 
 
 def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> StorageTarget:

@@ -8,7 +8,9 @@ import pytest
 
 from roost.auth.credentials import HASHES, derive, verify_password
 from roost.storage import AccountExists, AccountNotFound, Storage
+from roost.storage.base import RosterItem
 from tests.unit.storage.storage_harness import (
+    StorageTarget,
     binary_credentials,
 )
 
@@ -146,3 +148,38 @@ async def test_concurrent_creates_of_one_name_make_one_account(storage: Storage)
         # whichever create won, its credentials were stored whole
         stored = await storage.accounts.get_credentials(HOST, f"user{i}")
         assert stored in [binary_credentials(j) for j in range(i, 20, 5)]
+
+
+async def _fill_every_store(storage: Storage, host: str, user: str) -> None:
+    await storage.accounts.create(host, user, binary_credentials(1))
+    await storage.kv.set(host, user, "private", "k", b"v")
+    await storage.roster.put(host, user, RosterItem("a@x.example", groups=("g",)))
+    await storage.roster.put(host, user, RosterItem("b@x.example"))
+    await storage.roster.remove(host, user, "b@x.example")  # a tombstone
+    await storage.roster.set_pending_in(host, user, "c@x.example", b"<presence/>")
+    await storage.offline.push(host, user, b"<message/>", limit=10)
+    await storage.blocking.add(host, user, ["d@x.example"])
+
+
+async def _owners(target: StorageTarget, table: str) -> set[str]:
+    """user@host of every row in the table."""
+    rows = await target.column(f"SELECT DISTINCT username || '@' || host FROM {table}")
+    return {str(row) for row in rows}
+
+
+@pytest.mark.asyncio
+async def test_deleting_an_account_removes_its_rows_from_every_table(
+    storage: Storage, target: StorageTarget
+) -> None:
+    for host, user in [(HOST, "alice"), (HOST, "bob"), ("b.example", "alice")]:
+        await _fill_every_store(storage, host, user)
+    assert await storage.accounts.delete(HOST, "alice")
+    for table in await target.tables():
+        assert await _owners(target, table) == {f"bob@{HOST}", "alice@b.example"}, table
+    # a re-created account starts with an empty roster at version 0
+    await storage.accounts.create(HOST, "alice", {})
+    roster = await storage.roster.get(HOST, "alice")
+    assert (roster.version, roster.items) == (0, {})
+    assert await storage.roster.pending_in(HOST, "alice") == {}
+    assert await storage.offline.count(HOST, "alice") == 0
+    assert await storage.blocking.list(HOST, "alice") == []

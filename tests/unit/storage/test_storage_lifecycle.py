@@ -8,8 +8,15 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from roost.storage import StorageError, open_storage
-from roost.storage.base import load_migrations, newest_schema_version
+from roost.storage import StorageError, open_storage, postgres, sqlite
+from roost.storage.base import (
+    USER_DATA_TABLES,
+    Migration,
+    RosterItem,
+    load_migrations,
+    newest_schema_version,
+    pending_migrations,
+)
 from roost.storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteStorage
 from tests.unit.storage.storage_harness import (
     StorageTarget,
@@ -37,26 +44,20 @@ async def test_open_migrates_to_the_newest_version(target: StorageTarget) -> Non
 async def test_every_table_has_a_host_column(target: StorageTarget) -> None:
     async with opened(target):
         pass
+    tables = await target.tables()
     if target.backend == "sqlite":
-        tables = await target.column(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_version'"
-        )
         missing = [
             t
             for t in tables
             if "host" not in await target.column(f"SELECT name FROM pragma_table_info('{t}')")
         ]
     else:
-        tables = await target.column(
-            "SELECT table_name FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_name != 'schema_version'"
-        )
         with_host = await target.column(
             "SELECT table_name FROM information_schema.columns"
             " WHERE table_schema = 'public' AND column_name = 'host'"
         )
         missing = [t for t in tables if t not in with_host]
-    assert {"accounts", "credentials", "kv"} <= set(tables)
+    assert {"accounts", "credentials", "kv", *USER_DATA_TABLES} <= set(tables)
     assert missing == []
 
 
@@ -79,6 +80,33 @@ async def test_opening_a_migrated_database_again_changes_nothing(target: Storage
         assert await storage.accounts.list(HOST) == ["alice"]
     versions = await target.column("SELECT version FROM schema_version")
     assert len(versions) == len(load_migrations(target.backend))
+
+
+@pytest.mark.asyncio
+async def test_database_at_schema_1_is_migrated_to_2_keeping_its_data(
+    target: StorageTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def up_to_schema_1(dialect: str, current: int, where: str) -> tuple[Migration, ...]:
+        return tuple(m for m in pending_migrations(dialect, current, where) if m.version <= 1)
+
+    with monkeypatch.context() as patch:  # the real runner, stopped after 0001
+        for backend in (sqlite, postgres):
+            patch.setattr(backend, "pending_migrations", up_to_schema_1)
+        async with opened(target) as old:
+            assert old.schema_version == 1
+            await old.accounts.create(HOST, "alice", binary_credentials(1))
+            await old.kv.set(HOST, "alice", "private", "k", b"v")
+    assert "roster_items" not in await target.tables()
+    async with opened(target) as storage:
+        assert storage.schema_version == newest_schema_version(target.backend) >= 2
+        assert await storage.accounts.get_credentials(HOST, "alice") == binary_credentials(1)
+        assert await storage.kv.get(HOST, "alice", "private", "k") == b"v"
+        assert await storage.roster.put(HOST, "alice", RosterItem("bob@x.example")) == 1
+        assert await storage.offline.push(HOST, "alice", b"<message/>", limit=1)
+        await storage.blocking.add(HOST, "alice", ["eve@x.example"])
+        assert await storage.accounts.delete(HOST, "alice")
+    versions = await target.column("SELECT version FROM schema_version ORDER BY version")
+    assert versions == [m.version for m in load_migrations(target.backend)]
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,232 @@
+"""XMPP over WebSocket (RFC 7395) at ``/xmpp-websocket``.
+
+The opening handshake must offer the ``xmpp`` subprotocol (§3.1; without it: 400), from an
+Origin allowed by ``[http].cors_origins`` when a browser sends one (else 403; a plain GET gets
+a line of explanation). Compression is not negotiated. Then every text message is
+one XML document (§3.3.3), parsed by ``roost.stream.framing.FrameParser`` under the stanza
+limits in force (pre- or post-authentication) and fed to the client's ``C2SSession``:
+``<open/>`` opens and restarts the stream (§3.4, §3.5), ``<close/>`` ends it (§3.6). What the
+session writes goes out one element per message, each a standalone document. Binary messages
+are refused with close code 1003 (§3.2: the subprotocol is text only).
+
+Writes are queued and sent by one writer task per connection (never a task per stanza); a
+client that lets more than ``MAX_OUTPUT`` bytes pile up is disconnected. When the server
+closes the stream it sends ``<close/>`` and waits ``CLOSE_WAIT`` seconds for the client's
+``<close/>`` before closing the WebSocket (§3.6.1). It decides nothing about XMPP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Final
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from roost.errors import StreamError
+from roost.stream.framing import FrameParser, websocket_event, websocket_frames
+from roost.xml.ns import NS_FRAMING
+
+if TYPE_CHECKING:
+    from roost.core.session import C2SSession
+    from roost.transport.http import ClientInfo, HttpContext
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL: Final = "xmpp"
+CLOSE_WAIT: Final = 2.0  # seconds to wait for the client's <close/> after ours
+MAX_OUTPUT: Final = 8 * 1024 * 1024  # bytes queued for a client before it is disconnected
+INFO: Final = (
+    "roost: XMPP over WebSocket (RFC 7395). Connect with a WebSocket client offering the "
+    "subprotocol 'xmpp'.\n"
+)
+
+
+class WebSocketEndpoint:
+    """The ``/xmpp-websocket`` route."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: HttpContext) -> None:
+        self._ctx = ctx
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Upgrade to a WebSocket and run the client's stream until it ends."""
+        ctx = self._ctx
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.Response(text=INFO)
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if SUBPROTOCOL not in (p.strip() for p in offered.split(",")):
+            return web.Response(status=400, text="the WebSocket subprotocol 'xmpp' is required\n")
+        if not ctx.origin_allowed(request.headers.get("Origin")):
+            return web.Response(status=403, text="this origin is not allowed\n")
+        limits = ctx.core.config.limits
+        ws = web.WebSocketResponse(
+            protocols=(SUBPROTOCOL,),
+            compress=False,  # compression next to secrets is CRIME/BREACH territory
+            max_msg_size=2 * limits.stanza_size,  # larger: aiohttp closes with 1009
+            timeout=CLOSE_WAIT,
+        )
+        await ws.prepare(request)
+        conn = WebSocketConnection(ctx, ws, ctx.client(request), request.transport)
+        await conn.run()
+        return ws
+
+
+class WebSocketConnection:
+    """One client WebSocket: the ``Connection`` its ``C2SSession`` writes to."""
+
+    __slots__ = (
+        "_close_requested",
+        "_closing",
+        "_frames",
+        "_parser",
+        "_queued",
+        "_readable",
+        "_transport",
+        "_wake",
+        "_ws",
+        "peer",
+        "session",
+    )
+
+    def __init__(
+        self,
+        ctx: HttpContext,
+        ws: web.WebSocketResponse,
+        info: ClientInfo,
+        transport: asyncio.Transport | None,
+    ) -> None:
+        limits = ctx.core.config.limits
+        self._ws = ws
+        self._transport = transport
+        self._parser = FrameParser(
+            max_bytes=limits.stanza_size_preauth,
+            max_depth=limits.depth_preauth,
+            max_elements=limits.elements_preauth,
+        )
+        self._frames: list[bytes] = []
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._closing = False  # our <close/> is out; waiting for the client's
+        self._close_requested = False  # close the WebSocket once the queue is sent
+        self.peer = info.ip
+        self.session: C2SSession = ctx.open_session(self, info)
+
+    async def run(self) -> None:
+        """Read until the WebSocket closes; the session ends with it."""
+        writer = asyncio.get_running_loop().create_task(self._write_loop())
+        try:
+            await self._read_loop()
+        finally:
+            self.session.connection_lost()  # nothing happens if the stream closed properly
+            self._close_requested = True
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(writer, CLOSE_WAIT + 1)
+            if not self._ws.closed:
+                await self._ws.close()
+
+    async def _read_loop(self) -> None:
+        ws = self._ws
+        while not ws.closed:
+            if not self._readable.is_set():
+                await self._readable.wait()
+            message = await ws.receive()
+            if message.type is WSMsgType.TEXT:
+                self._on_frame(message.data.encode())
+            elif message.type is WSMsgType.BINARY:
+                await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text only")
+                return
+            else:  # CLOSE, CLOSING, CLOSED, ERROR
+                return
+
+    def _on_frame(self, data: bytes) -> None:
+        session = self.session
+        try:
+            element = self._parser.parse(data)
+        except StreamError as err:
+            if self._closing:
+                self._close_now()
+            else:
+                session.parse_error(err)
+            return
+        if element is None:
+            return
+        if self._closing:  # after our <close/> only the client's <close/> matters
+            if element.xmlns == NS_FRAMING and element.name == "close":
+                self._close_now()
+            return
+        session.last_active = time.monotonic()
+        session.receive([websocket_event(element)])
+
+    async def _write_loop(self) -> None:
+        ws = self._ws
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._frames:
+                    frames, self._frames = self._frames, []
+                    self._queued = 0
+                    for frame in frames:
+                        await ws.send_frame(frame, WSMsgType.TEXT)
+                if self._close_requested:
+                    await ws.close()
+                    return
+        except ConnectionError as exc:
+            log.debug("WebSocket to %s: %s", self.peer, exc)
+
+    # -- Connection interface (used by C2SSession) -------------------------------------------
+    def write(self, data: bytes) -> None:
+        """Queue the frames for what the stream wrote; the writer task sends them."""
+        if self._close_requested or self._ws.closed:
+            return
+        for frame in websocket_frames(data):
+            self._frames.append(frame)
+            self._queued += len(frame)
+        self._wake.set()
+        if self._queued > MAX_OUTPUT:
+            log.info("closing slow consumer %s", self.session)
+            self._frames.clear()
+            self._close_requested = True
+            if self._transport is not None:
+                self._transport.abort()
+
+    def start_tls(self) -> None:
+        """Never asked: STARTTLS is not offered on web transports."""
+
+    def reset_parser(self) -> None:
+        """Every frame is parsed on its own: nothing carries over a stream restart."""
+
+    def set_post_auth_limits(self) -> None:
+        """Frames may now be as large as authenticated stanzas."""
+        limits = self.session.core.config.limits
+        self._parser.set_limits(
+            max_bytes=limits.stanza_size, max_depth=limits.depth, max_elements=limits.elements
+        )
+
+    def pause_reading(self) -> None:
+        """Stop reading while the session waits (its later frames wait too)."""
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        self._readable.set()
+
+    def close(self, *, wait_for_peer: bool) -> None:
+        """Close after sending what is queued; first wait for ``<close/>`` when asked."""
+        if not wait_for_peer:
+            self._close_now()
+            return
+        self._closing = True
+        self.resume_reading()
+        asyncio.get_running_loop().call_later(CLOSE_WAIT, self._close_now)
+
+    def _close_now(self) -> None:
+        self._close_requested = True
+        self._wake.set()

@@ -1,0 +1,1 @@
+"""Browser tests: real web clients against a real roost."""
