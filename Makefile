@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= roost.toml
 
-.PHONY: install test-deps run test lint typecheck unit integration browser bench clean
+.PHONY: install test-deps run test lint typecheck unit integration browser bench fuzz clean
 
 install: $(BIN)/roost
 
@@ -27,11 +27,11 @@ run: install
 	$(BIN)/roost run -c $(CONFIG)
 
 lint: test-deps
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 
 typecheck: test-deps
-	$(BIN)/mypy src tests bench
+	$(BIN)/mypy src tests bench fuzz
 
 test: lint typecheck
 	$(BIN)/pytest -q
@@ -47,6 +47,17 @@ browser: test-deps
 
 bench: install
 	$(BIN)/python -m bench.micro
+
+FUZZ_TIME ?= 60
+FUZZ_DIR  ?= .fuzz
+
+fuzz: test-deps
+	$(BIN)/pip install -q -e '.[fuzz]'
+	mkdir -p $(FUZZ_DIR)/parser $(FUZZ_DIR)/c2s
+	$(BIN)/python fuzz/fuzz_parser.py -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(FUZZ_DIR)/ \
+		$(FUZZ_DIR)/parser fuzz/seeds/parser
+	$(BIN)/python fuzz/fuzz_c2s.py -max_total_time=$(FUZZ_TIME) -artifact_prefix=$(FUZZ_DIR)/ \
+		$(FUZZ_DIR)/c2s fuzz/seeds/c2s
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -186,6 +186,7 @@ def main() -> int:
             f'[listen]\nc2s = "127.0.0.1:{port}"\nc2s_tls = "127.0.0.1:{tls_port}"\n'
             's2s = ""\ncomponent = ""\nhttp = ""\n[services]\nmuc = ""\npubsub = ""\nupload = ""\n'
             "[limits]\nexempt_loopback = true\nresources_per_account = 100\n"
+            "read_rate = 1000000000\n"
         )
         (directory / "data").mkdir()
         asyncio.run(create_accounts(directory / "data", max(args.workers, 2 * args.pairs)))

@@ -81,6 +81,7 @@ class HttpSection:
     bosh_max_wait: int = 60
     bosh_max_inactivity: int = 60
     bosh_sessions_per_ip: int = 10
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")  # who may read /metrics; (): nobody
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,13 @@ class LimitsSection:
     offline_expire_after: int = 30 * 86400
     vcard_size: int = 65536
     exempt_loopback: bool = False
+    attributes: int = 64
+    namespace_declarations: int = 32
+    read_rate: int = 10_240
+    read_burst: int = 2
+    send_queue_stanzas: int = 10_000
+    send_queue_bytes: int = 8 * 1024 * 1024
+    memory_limit: int = 0  # bytes; 0: 80 % of the memory the process may use
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,16 +360,8 @@ def _http(t: _Table) -> HttpSection:
         raise t.error(
             "public_url", f'{_show(url)} is not an http(s) URL (e.g. "https://chat.example.org")'
         )
-    proxies = t.strings("trusted_proxies")
-    proxies = list(defaults.trusted_proxies) if proxies is None else proxies
-    for proxy in proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise t.error(
-                "trusted_proxies",
-                f'{_show(proxy)} is not an IP address or network (e.g. "10.0.0.0/8")',
-            ) from None
+    proxies = _networks(t, "trusted_proxies", defaults.trusted_proxies)
+    metrics_allow = _networks(t, "metrics_allow", defaults.metrics_allow)
     origins = t.strings("cors_origins")
     origins = list(defaults.cors_origins) if origins is None else origins
     for origin in origins:
@@ -378,7 +378,22 @@ def _http(t: _Table) -> HttpSection:
         bosh_max_wait=t.integer("bosh_max_wait", defaults.bosh_max_wait),
         bosh_max_inactivity=t.integer("bosh_max_inactivity", defaults.bosh_max_inactivity),
         bosh_sessions_per_ip=t.integer("bosh_sessions_per_ip", defaults.bosh_sessions_per_ip),
+        metrics_allow=tuple(metrics_allow),
     )
+
+
+def _networks(t: _Table, name: str, default: tuple[str, ...]) -> list[str]:
+    """An array of IP addresses or networks (``"10.0.0.0/8"``)."""
+    values = t.strings(name)
+    values = list(default) if values is None else values
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise t.error(
+                name, f'{_show(value)} is not an IP address or network (e.g. "10.0.0.0/8")'
+            ) from None
+    return values
 
 
 def _tls(t: _Table, base: Path) -> TLSSection:
@@ -397,6 +412,9 @@ def _storage(t: _Table) -> StorageSection:
     return StorageSection(backend, dsn)
 
 
+_LIMIT_MINIMUMS: Final = {"stanza_size": MIN_STANZA_SIZE, "memory_limit": 0}
+
+
 def _limits(t: _Table) -> LimitsSection:
     values: dict[str, Any] = {}
     for f in fields(LimitsSection):
@@ -404,7 +422,7 @@ def _limits(t: _Table) -> LimitsSection:
             values[f.name] = t.typed(f.name, bool, f.default)
         else:
             assert isinstance(f.default, int)
-            minimum = MIN_STANZA_SIZE if f.name == "stanza_size" else 1
+            minimum = _LIMIT_MINIMUMS.get(f.name, 1)
             values[f.name] = t.integer(f.name, f.default, minimum)
     return LimitsSection(**values)
 
@@ -572,6 +590,7 @@ cors_origins = ["*"]             # web origins allowed to use BOSH, WebSocket an
 bosh_max_wait = 60               # longest a BOSH request is held (seconds)
 bosh_max_inactivity = 60         # a BOSH session without a request this long ends
 bosh_sessions_per_ip = 10        # BOSH sessions at once from one IP address
+metrics_allow = ["127.0.0.0/8", "::1"]  # addresses or networks that may read /metrics
 
 [tls]
 cert = ""                        # PEM certificate chain; "" = generate a self-signed
@@ -603,6 +622,14 @@ offline_messages = 1000          # messages stored per user while offline (XEP-0
 offline_expire_after = 2592000   # offline messages older than this (30 days) are deleted
 vcard_size = 65536               # largest vCard a user may store (XEP-0054)
 exempt_loopback = false          # true: no per-IP limits for 127.0.0.1 and ::1
+attributes = 64                  # most attributes on one element
+namespace_declarations = 32      # most namespace declarations on one element
+read_rate = 10240                # bytes per second read from one client connection
+read_burst = 2                   # seconds of read_rate a client may send at once
+send_queue_stanzas = 10000       # stanzas waiting for a client that does not read
+send_queue_bytes = 8388608       # bytes waiting for it; past either it is disconnected
+memory_limit = 0                 # refuse new connections above this many bytes in use
+                                 # (0: 80 % of the RAM or cgroup limit)
 
 [registration]
 open = false                     # in-band registration by anyone (XEP-0077; not built yet)

@@ -79,7 +79,13 @@ def test_default_limits_are_those_of_the_limits_reference() -> None:
         connection_rate_per_ip=10, auth_failures_per_stream=5, auth_failures_per_ip=20,
         auth_ban_time=3600, resources_per_account=10, offline_messages=1000,
         offline_expire_after=2592000, vcard_size=65536, exempt_loopback=False,
+        attributes=64, namespace_declarations=32, read_rate=10240, read_burst=2,
+        send_queue_stanzas=10000, send_queue_bytes=8388608, memory_limit=0,
     )  # fmt: skip
+
+
+def test_metrics_are_readable_from_loopback_only_by_default() -> None:
+    assert HttpSection().metrics_allow == ("127.0.0.0/8", "::1")
 
 
 FULL_CONFIG = """
@@ -103,6 +109,7 @@ cors_origins = ["https://example.org", "http://localhost:8080"]
 bosh_max_wait = 30
 bosh_max_inactivity = 90
 bosh_sessions_per_ip = 4
+metrics_allow = ["10.1.0.0/16"]
 
 [tls]
 cert = "certs/fullchain.pem"
@@ -134,6 +141,13 @@ offline_messages = 50
 offline_expire_after = 86400
 vcard_size = 8192
 exempt_loopback = true
+attributes = 20
+namespace_declarations = 10
+read_rate = 4096
+read_burst = 3
+send_queue_stanzas = 500
+send_queue_bytes = 1048576
+memory_limit = 1073741824
 
 [registration]
 open = true
@@ -174,6 +188,7 @@ def test_every_key_of_the_contract_is_accepted(tmp_path: Path) -> None:
             bosh_max_wait=30,
             bosh_max_inactivity=90,
             bosh_sessions_per_ip=4,
+            metrics_allow=("10.1.0.0/16",),
         ),
         tls=TLSSection(tmp_path / "certs/fullchain.pem", Path("/etc/roost/privkey.pem"), False),
         storage=StorageSection("postgresql", "postgresql://roost@db/roost"),
@@ -198,6 +213,13 @@ def test_every_key_of_the_contract_is_accepted(tmp_path: Path) -> None:
             86400,
             8192,
             True,
+            20,
+            10,
+            4096,
+            3,
+            500,
+            1048576,
+            1073741824,
         ),
         registration=RegistrationSection(open=True),
         services=ServicesSection("rooms.example.org", "", "upload.example.org"),
@@ -266,7 +288,13 @@ def test_empty_string_disables_a_listener_and_a_service(tmp_path: Path) -> None:
          "idle_timeout, idle_close_after, connections_per_ip, connection_rate_per_ip, "
          "auth_failures_per_stream, auth_failures_per_ip, auth_ban_time, "
          "resources_per_account, offline_messages, offline_expire_after, vcard_size, "
-         "exempt_loopback)"),
+         "exempt_loopback, attributes, namespace_declarations, read_rate, read_burst, "
+         "send_queue_stanzas, send_queue_bytes, memory_limit)"),
+        ("[limits]\nmemory_limit = -1", "[limits].memory_limit: -1 is too small (minimum 0)"),
+        ("[limits]\nread_rate = 0", "[limits].read_rate: 0 is too small (minimum 1)"),
+        ('[http]\nmetrics_allow = ["everyone"]',
+         '[http].metrics_allow: "everyone" is not an IP address or network '
+         '(e.g. "10.0.0.0/8")'),
         ("[limits]\ndepth = 0", "[limits].depth: 0 is too small (minimum 1)"),
         ("[limits]\nstanza_size = 9999", "[limits].stanza_size: 9999 is too small (minimum 10000)"),
         ("[limits]\ndepth = true", "[limits].depth: expected an integer, got a boolean (true)"),

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from roost.core.hooks import Authenticated, SessionBound
+from roost.core.metrics import parse_rejection
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID
 from roost.stream import events as ev
@@ -57,6 +58,7 @@ class C2SSession:
         "_backlog",
         "_busy",
         "_failure",
+        "_metrics",
         "authenticated_at",
         "closed",
         "conn",
@@ -105,6 +107,7 @@ class C2SSession:
         self._busy = False
         self._backlog: list[ParseEvent] = []
         self._failure: StreamError | None = None  # a parse error waiting behind the backlog
+        self._metrics = core.limiter.metrics
 
     def __repr__(self) -> str:
         return f"<C2SSession {self.jid_str or self.conn.peer}>"
@@ -120,6 +123,7 @@ class C2SSession:
     def parse_error(self, error: StreamError) -> None:
         """The parser refused the input: close with that stream error, after the stanzas
         that came before it (they may still be waiting behind a handler)."""
+        self._metrics.rejected(parse_rejection(error))
         if self._busy:
             self._failure = error
             return
@@ -143,11 +147,13 @@ class C2SSession:
     def send(self, stanza: Element) -> None:
         """Deliver a stanza to this client."""
         if not self.closed:
+            self._metrics.stanzas_out += 1
             self.conn.write(serialize(stanza))
 
     def send_raw(self, data: bytes) -> None:
         """Deliver an already serialized stanza (fan-out serializes once)."""
         if not self.closed:
+            self._metrics.stanzas_out += 1
             self.conn.write(data)
 
     def close(self, error: StreamError | None = None) -> None:
@@ -170,6 +176,7 @@ class C2SSession:
         for i in range(start, len(actions)):
             action = actions[i]
             if type(action) is Element:
+                self._metrics.stanzas_in += 1
                 pending = route(action, self)
                 if pending is not None:
                     self._wait(pending, actions, i + 1)
@@ -195,7 +202,7 @@ class C2SSession:
         elif kind is ev.StartTLS:
             self.conn.start_tls()
         elif kind is ev.AuthFailed:
-            self._auth_failed()
+            self._auth_failed(action)  # type: ignore[arg-type]
         elif kind is ev.Close:
             self._close(action)  # type: ignore[arg-type]
         return None
@@ -230,7 +237,8 @@ class C2SSession:
         creds = await self.core.storage.accounts.get_credentials(jid.domain, jid.local or "")
         self._perform(self.stream.credentials(creds), 0)
 
-    def _auth_failed(self) -> None:
+    def _auth_failed(self, action: ev.AuthFailed) -> None:
+        self._metrics.auth_failed(action.condition)
         peer = self.conn.peer
         if not self.core.limiter.auth_failed(peer):
             return
@@ -256,6 +264,8 @@ class C2SSession:
         try:
             full = self.core.bind(self, bare, resource)
         except StanzaError as err:
+            if err.condition == "resource-constraint":
+                self._metrics.rejected("resources_per_account")
             self._perform(self.stream.bind_failed(err), 0)
             return
         self.jid = full
@@ -273,6 +283,8 @@ class C2SSession:
             return
         self.closed = True
         self._uncount()
+        if action.condition:
+            self._metrics.stream_error(action.condition)
         self.conn.close(wait_for_peer=not action.peer_closed)
         reason = action.condition or ("closed by client" if action.peer_closed else "closed")
         self.core.session_ended(self, reason)
@@ -295,9 +307,9 @@ def open_c2s_session(
         core, conn, secure=secure, starttls=starttls, channel_binding=channel_binding
     )
     core.connections.add(session)
-    reason = core.limiter.refuse_reason(ip)
-    if reason is None:
+    refusal = core.limiter.refuse(ip)
+    if refusal is None:
         session.unauth_counted = True
     else:
-        session.close(StreamError("policy-violation", reason))
+        session.close(refusal)
     return session

@@ -4,7 +4,10 @@ Routes:
 - ``/xmpp-websocket``: XMPP over WebSocket, RFC 7395 (``roost.transport.websocket``);
 - ``/http-bind``: BOSH, XEP-0124 and XEP-0206 (``roost.transport.bosh``);
 - ``/.well-known/host-meta`` and ``/.well-known/host-meta.json``: XEP-0156 §3 (XRD and JRD),
-  naming both endpoints under ``[http].public_url``, or the scheme and host of the request.
+  naming both endpoints under ``[http].public_url``, or the scheme and host of the request;
+- ``/metrics``: the server's counters in the Prometheus text format (``roost.core.metrics``),
+  only for clients whose address (after the reverse-proxy rules) is in
+  ``[http].metrics_allow`` (default: loopback); anyone else gets 403.
 
 CORS (the Fetch standard) for BOSH and host-meta: ``[http].cors_origins`` (``"*"``: any);
 preflight ``OPTIONS`` answered with 204. A browser's WebSocket ``Origin`` is checked against
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from roost.core.metrics import CONTENT_TYPE, metrics_registry, render
 from roost.core.session import C2SSession, Connection, open_c2s_session
 from roost.transport.bosh import BoshEndpoint
 from roost.transport.websocket import WebSocketEndpoint
@@ -47,6 +51,7 @@ WEBSOCKET_PATH: Final = "/xmpp-websocket"
 BOSH_PATH: Final = "/http-bind"
 HOST_META: Final = "/.well-known/host-meta"
 HOST_META_JSON: Final = "/.well-known/host-meta.json"
+METRICS_PATH: Final = "/metrics"
 CORS_PATHS: Final = frozenset({BOSH_PATH, HOST_META, HOST_META_JSON})
 CORS_MAX_AGE: Final = "7200"
 SHUTDOWN_TIMEOUT: Final = 1.0  # seconds for in-flight requests when the server stops
@@ -87,7 +92,16 @@ def _first(value: str | None) -> str | None:
 class HttpContext:
     """Shared by the routes: the core, the settings and the rules for clients and origins."""
 
-    __slots__ = ("_any_origin", "_origins", "_proxies", "core", "loopback", "settings", "tls")
+    __slots__ = (
+        "_any_origin",
+        "_metrics_allow",
+        "_origins",
+        "_proxies",
+        "core",
+        "loopback",
+        "settings",
+        "tls",
+    )
 
     def __init__(self, core: ServerCore, endpoint: Endpoint, *, tls: bool) -> None:
         self.core = core
@@ -96,6 +110,9 @@ class HttpContext:
         self.loopback = _is_loopback(endpoint.host)
         self._proxies: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(p, strict=False) for p in self.settings.trusted_proxies
+        )
+        self._metrics_allow: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(p, strict=False) for p in self.settings.metrics_allow
         )
         self._any_origin = "*" in self.settings.cors_origins
         self._origins = frozenset(self.settings.cors_origins)
@@ -123,6 +140,14 @@ class HttpContext:
             scheme = "https" if proto.lower() == "https" else "http"
             secure = scheme == "https"
         return ClientInfo(ip, secure, scheme, host)
+
+    def may_read_metrics(self, request: web.BaseRequest) -> bool:
+        """The client's address (after the proxy rules) is in ``[http].metrics_allow``."""
+        try:
+            address = ipaddress.ip_address(self.client(request).ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._metrics_allow)
 
     def _forwarded_ip(self, peer: str, headers: list[str]) -> str:
         """The rightmost address in X-Forwarded-For that is not a trusted proxy."""
@@ -193,6 +218,22 @@ async def host_meta_json(ctx: HttpContext, request: web.Request) -> web.Response
     return web.Response(text=json.dumps({"links": links}), content_type="application/json")
 
 
+class MetricsEndpoint:
+    """``/metrics``: the Prometheus text exposition, for allowed addresses only."""
+
+    __slots__ = ("_ctx", "_registry")
+
+    def __init__(self, ctx: HttpContext) -> None:
+        self._ctx = ctx
+        self._registry = metrics_registry(ctx.core)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """The metrics, or 403 for an address not in ``[http].metrics_allow``."""
+        if not self._ctx.may_read_metrics(request):
+            return web.Response(status=403, text="metrics are not available to your address\n")
+        return web.Response(body=render(self._registry), headers={"Content-Type": CONTENT_TYPE})
+
+
 def cors_middleware(ctx: HttpContext) -> Middleware:
     """Answer preflights and add the CORS headers on the CORS paths."""
 
@@ -220,6 +261,7 @@ def make_app(ctx: HttpContext) -> web.Application:
     app.router.add_get(BOSH_PATH, bosh.info)
     app.router.add_get(HOST_META, functools.partial(host_meta, ctx))
     app.router.add_get(HOST_META_JSON, functools.partial(host_meta_json, ctx))
+    app.router.add_get(METRICS_PATH, MetricsEndpoint(ctx).handle)
     for path in CORS_PATHS:
         app.router.add_route("OPTIONS", path, _no_content)
     app.on_shutdown.append(lambda _app: bosh.shutdown())

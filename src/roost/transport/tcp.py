@@ -4,6 +4,18 @@ An ``asyncio.Protocol`` (not streams: no task or future per read, model-codebase
 owns the socket, the parser and the output buffer, feeds parse events to its ``C2SSession``
 and writes what the session emits. Writes are coalesced and flushed once per loop turn.
 It decides nothing about XMPP.
+
+Flow control, both ways (reference/limits.md):
+- Read rate: every read is spent from a ``ReadBudget`` (``[limits].read_rate`` bytes per
+  second, ``read_burst`` seconds of it at once). Past it, reading pauses
+  (``transport.pause_reading``) until the budget is paid back (``loop.call_later``); what was
+  read is processed, nothing more is buffered: the client's TCP window closes instead.
+  Reading also pauses while the session waits (storage, RFC 6120 §10.1 order).
+- Output queue: what the transport could not send yet is counted in bytes and in writes
+  (stanzas). A client that lets more than ``send_queue_bytes`` or ``send_queue_stanzas``
+  pile up is a slow consumer: its stream is closed with ``resource-constraint`` (RFC 6120
+  §4.9.3.16, as ejabberd closes an overflowing stream-management queue), and the connection
+  is aborted when even that cannot be delivered within ``CLOSE_WAIT`` seconds.
 """
 
 from __future__ import annotations
@@ -12,8 +24,10 @@ import asyncio
 import logging
 import ssl
 import time
+from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from roost.core.limits import ReadBudget
 from roost.core.session import C2SSession, open_c2s_session
 from roost.errors import StreamError
 from roost.xml.parser import ParseError, StreamEnd, StreamParser
@@ -25,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLOSE_WAIT = 2.0  # seconds to wait for the peer's closing tag after ours (RFC 6120 §4.4)
-MAX_OUTPUT = 8 * 1024 * 1024  # bytes queued for a client before it counts as a slow consumer
 
 
 class C2SProtocol(asyncio.Protocol):
@@ -40,14 +53,26 @@ class C2SProtocol(asyncio.Protocol):
         self._flush_scheduled = False
         self._tls_pending = False
         self._closing = False
-        self._paused = False
+        self._paused = False  # the transport's reading is paused (for either reason below)
+        self._waiting = False  # the session waits: its later input must wait too
+        self._throttle: asyncio.TimerHandle | None = None  # paying back the read budget
         self._plaintext = not direct_tls  # STARTTLS may still come
         limits = core.config.limits
+        self._metrics = core.limiter.metrics
+        self._budget = ReadBudget(limits.read_rate, limits.read_burst, time.monotonic())
+        self._max_queue_bytes = limits.send_queue_bytes
+        self._max_queue_stanzas = limits.send_queue_stanzas
+        self._written = 0  # bytes handed to the transport so far
+        self._unsent: deque[tuple[int, int]] = deque()  # (end offset, writes) of each flush
+        self._unsent_writes = 0  # writes in _unsent: stanzas the client has not taken yet
+        self._slow = False  # closed as a slow consumer
         self._parser = StreamParser(
             max_stanza_bytes=limits.stanza_size_preauth,
             max_depth=limits.depth_preauth,
             max_header_bytes=limits.header_size,
             max_elements=limits.elements_preauth,
+            max_attrs=limits.attributes,
+            max_ns_decls=limits.namespace_declarations,
         )
         self.peer = ""
         self.session: C2SSession | None = None
@@ -66,7 +91,10 @@ class C2SProtocol(asyncio.Protocol):
         if self._closing:
             self._drain_after_close(data)
             return
-        session.last_active = time.monotonic()
+        session.last_active = now = time.monotonic()
+        delay = self._budget.spend(len(data), now)
+        if delay and self._throttle is None:
+            self._throttle_for(delay)
         if self._plaintext and session.stream.authenticated is None:
             self._receive_before_tls(session, data)
         else:
@@ -100,8 +128,38 @@ class C2SProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         session = self.session
         self._transport = None
+        if self._throttle is not None:
+            self._throttle.cancel()
+            self._throttle = None
         if session is not None:
             session.connection_lost()
+
+    # -- reading: the read budget and the session's waits -------------------------------------
+    def _throttle_for(self, delay: float) -> None:
+        self._metrics.read_throttles += 1
+        self._throttle = asyncio.get_running_loop().call_later(delay, self._unthrottle)
+        self._update_reading()
+
+    def _unthrottle(self) -> None:
+        self._throttle = None
+        delay = self._budget.spend(0, time.monotonic())  # data read while pausing counts
+        if delay:
+            self._throttle = asyncio.get_running_loop().call_later(delay, self._unthrottle)
+            return
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading as the session and the read budget want."""
+        transport = self._transport
+        if transport is None or self._tls_pending:
+            return  # the TLS upgrade pauses and resumes on its own, then calls this again
+        pause = (self._waiting or self._throttle is not None) and not self._closing
+        if pause != self._paused:
+            self._paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     # -- Connection interface (used by C2SSession) -------------------------------------------
     def write(self, data: bytes) -> None:
@@ -116,16 +174,43 @@ class C2SProtocol(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         transport = self._transport
-        if transport is None or not self._out:
-            self._out.clear()
+        out = self._out
+        if transport is None or not out:
+            out.clear()
             return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        writes = len(out)
+        data = out[0] if writes == 1 else b"".join(out)
+        out.clear()
         transport.write(data)
-        if transport.get_write_buffer_size() > MAX_OUTPUT and self.session is not None:
-            log.info("closing slow consumer %s", self.session)
-            self._out.clear()
-            transport.abort()
+        self._written += len(data)
+        buffered = transport.get_write_buffer_size()
+        if not buffered:  # all taken by the kernel: the common case
+            if self._unsent_writes:
+                self._unsent.clear()
+                self._unsent_writes = 0
+            return
+        self._account_unsent(writes, buffered)
+
+    def _account_unsent(self, writes: int, buffered: int) -> None:
+        """Count what the client has not taken yet; close it when that is too much."""
+        unsent = self._unsent
+        unsent.append((self._written, writes))
+        self._unsent_writes += writes
+        sent = self._written - buffered
+        while unsent[0][0] <= sent:  # the last entry ends past ``sent``: never empties
+            self._unsent_writes -= unsent.popleft()[1]
+        if self._slow or self.session is None:
+            return
+        if buffered > self._max_queue_bytes or self._unsent_writes > self._max_queue_stanzas:
+            self._slow = True
+            self._metrics.rejected("send_queue")
+            log.info(
+                "closing slow consumer %s: %d bytes, %d stanzas unsent",
+                self.session,
+                buffered,
+                self._unsent_writes,
+            )
+            self.session.close(StreamError("resource-constraint", "too much output unread"))
 
     def start_tls(self) -> None:
         """Flush ``<proceed/>``, then upgrade the connection to TLS."""
@@ -158,6 +243,8 @@ class C2SProtocol(asyncio.Protocol):
         self._plaintext = False
         self._parser.reset()
         self._tls_pending = False
+        self._paused = False  # the TLS transport starts reading
+        self._update_reading()
         if self.session is not None:
             self.session.tls_established(self._core.cb_data)
 
@@ -176,15 +263,13 @@ class C2SProtocol(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         """Stop reading while the session waits (its later stanzas wait too)."""
-        if self._transport is not None and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
+        self._waiting = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
-        """Read again."""
-        if self._transport is not None and self._paused:
-            self._paused = False
-            self._transport.resume_reading()
+        """Read again (unless the read budget still says no)."""
+        self._waiting = False
+        self._update_reading()
 
     def close(self, *, wait_for_peer: bool) -> None:
         """Flush, then close; wait briefly for the peer's closing tag when asked."""
@@ -196,11 +281,19 @@ class C2SProtocol(asyncio.Protocol):
             return
         self._flush()
         if not wait_for_peer:
-            transport.close()
+            self._shut(transport)
             return
         self._closing = True
-        self.resume_reading()
-        asyncio.get_running_loop().call_later(CLOSE_WAIT, transport.close)
+        self._update_reading()
+        asyncio.get_running_loop().call_later(CLOSE_WAIT, self._shut, transport)
+
+    def _shut(self, transport: asyncio.Transport) -> None:
+        """Close after sending what is queued; abort if the client does not take it soon."""
+        if transport.is_closing():
+            return
+        transport.close()
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(CLOSE_WAIT, transport.abort)
 
     def _drain_after_close(self, data: bytes) -> None:
         try:
@@ -208,7 +301,7 @@ class C2SProtocol(asyncio.Protocol):
         except StreamError:
             events = [StreamEnd()]
         if any(type(e) is StreamEnd for e in events) and self._transport is not None:
-            self._transport.close()
+            self._shut(self._transport)
 
 
 async def listen_c2s(

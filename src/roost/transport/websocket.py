@@ -10,9 +10,14 @@ session writes goes out one element per message, each a standalone document. Bin
 are refused with close code 1003 (§3.2: the subprotocol is text only).
 
 Writes are queued and sent by one writer task per connection (never a task per stanza); a
-client that lets more than ``MAX_OUTPUT`` bytes pile up is disconnected. When the server
-closes the stream it sends ``<close/>`` and waits ``CLOSE_WAIT`` seconds for the client's
-``<close/>`` before closing the WebSocket (§3.6.1). It decides nothing about XMPP.
+client that lets more than ``[limits].send_queue_bytes`` or ``send_queue_stanzas`` pile up is
+a slow consumer: what is queued is dropped and the stream closed with
+``resource-constraint``, the connection aborted if even that is not taken within
+``2 * CLOSE_WAIT`` seconds. Reading obeys ``[limits].read_rate``/``read_burst`` like TCP:
+past the budget the read loop sleeps before the next frame, so aiohttp's flow control stops
+reading the socket. When the server closes the stream it sends ``<close/>`` and waits
+``CLOSE_WAIT`` seconds for the client's ``<close/>`` before closing the WebSocket (§3.6.1).
+It decides nothing about XMPP.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from roost.core.limits import ReadBudget
 from roost.errors import StreamError
 from roost.stream.framing import FrameParser, websocket_event, websocket_frames
 from roost.xml.ns import NS_FRAMING
@@ -37,7 +43,6 @@ log = logging.getLogger(__name__)
 
 SUBPROTOCOL: Final = "xmpp"
 CLOSE_WAIT: Final = 2.0  # seconds to wait for the client's <close/> after ours
-MAX_OUTPUT: Final = 8 * 1024 * 1024  # bytes queued for a client before it is disconnected
 INFO: Final = (
     "roost: XMPP over WebSocket (RFC 7395). Connect with a WebSocket client offering the "
     "subprotocol 'xmpp'.\n"
@@ -79,12 +84,16 @@ class WebSocketConnection:
     """One client WebSocket: the ``Connection`` its ``C2SSession`` writes to."""
 
     __slots__ = (
+        "_budget",
         "_close_requested",
         "_closing",
         "_frames",
+        "_limits",
+        "_metrics",
         "_parser",
         "_queued",
         "_readable",
+        "_slow",
         "_transport",
         "_wake",
         "_ws",
@@ -102,13 +111,17 @@ class WebSocketConnection:
         limits = ctx.core.config.limits
         self._ws = ws
         self._transport = transport
-        self._parser = FrameParser(
+        self._parser = FrameParser(  # attributes and xmlns per element: the parser's defaults
             max_bytes=limits.stanza_size_preauth,
             max_depth=limits.depth_preauth,
             max_elements=limits.elements_preauth,
         )
+        self._limits = limits
+        self._metrics = ctx.core.limiter.metrics
+        self._budget = ReadBudget(limits.read_rate, limits.read_burst, time.monotonic())
         self._frames: list[bytes] = []
         self._queued = 0
+        self._slow = False  # closed as a slow consumer
         self._wake = asyncio.Event()
         self._readable = asyncio.Event()
         self._readable.set()
@@ -138,7 +151,12 @@ class WebSocketConnection:
                 await self._readable.wait()
             message = await ws.receive()
             if message.type is WSMsgType.TEXT:
-                self._on_frame(message.data.encode())
+                data = message.data.encode()
+                self._on_frame(data)
+                delay = self._budget.spend(len(data), time.monotonic())
+                if delay:  # past the read rate: read nothing more for a while
+                    self._metrics.read_throttles += 1
+                    await asyncio.sleep(delay)
             elif message.type is WSMsgType.BINARY:
                 await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"text only")
                 return
@@ -190,12 +208,24 @@ class WebSocketConnection:
             self._frames.append(frame)
             self._queued += len(frame)
         self._wake.set()
-        if self._queued > MAX_OUTPUT:
-            log.info("closing slow consumer %s", self.session)
-            self._frames.clear()
-            self._close_requested = True
-            if self._transport is not None:
-                self._transport.abort()
+        limits = self._limits
+        if self._slow:
+            return
+        if self._queued > limits.send_queue_bytes or len(self._frames) > limits.send_queue_stanzas:
+            self._close_slow_consumer()
+
+    def _close_slow_consumer(self) -> None:
+        log.info("closing slow consumer %s: %d frames unsent", self.session, len(self._frames))
+        self._slow = True
+        self._metrics.rejected("send_queue")
+        self._frames.clear()
+        self._queued = 0
+        asyncio.get_running_loop().call_later(2 * CLOSE_WAIT, self._abort)
+        self.session.close(StreamError("resource-constraint", "too much output unread"))
+
+    def _abort(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.abort()
 
     def start_tls(self) -> None:
         """Never asked: STARTTLS is not offered on web transports."""

@@ -74,7 +74,7 @@ def _write_attrs(write: Callable[[str], None], attrs: dict[str, str]) -> None:
 
 def _clark_to_prefixed(write: Callable[[str], None], key: str, prefixes: dict[str, str]) -> str:
     """Turn ``{uri}local`` into ``prefix:local``, declaring a new prefix on first use."""
-    uri, _, local = key[1:].partition("}")
+    uri, _, local = key[1:].rpartition("}")  # a URI may hold "}", an XML name never
     if uri == NS_XML:
         return "xml:" + local
     if not uri:

@@ -1,14 +1,16 @@
-"""Per-IP limits: unauthenticated connections, connection rate, failed authentications."""
+"""Process-wide limits: per-IP connections and rate, failed authentications, the memory
+watchdog; and the per-connection read budget."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import pytest
 
 from roost.config import LimitsSection
-from roost.core.limits import Limiter
+from roost.core.limits import Limiter, ReadBudget, memory_available, memory_in_use
 
 
 def limiter(**changes: object) -> Limiter:
@@ -55,3 +57,80 @@ def test_loopback_is_exempt_only_when_configured(address: str) -> None:
     exempt = limiter(connections_per_ip=1, exempt_loopback=True)
     assert all(exempt.refuse_reason(address) is None for _ in range(50))
     assert not any(exempt.auth_failed(address) for _ in range(50))
+
+
+# -- the read budget (read_rate, read_burst) ------------------------------------------------------
+def test_read_budget_allows_a_burst_then_asks_for_the_time_to_pay_back() -> None:
+    budget = ReadBudget(rate=1000, burst=2, now=0.0)
+    assert budget.spend(2000, 0.0) == 0.0  # two seconds' worth at once
+    assert budget.spend(500, 0.0) == pytest.approx(0.5)  # 500 bytes over: half a second
+    assert budget.spend(0, 0.25) == pytest.approx(0.25)  # half of the debt paid back
+    assert budget.spend(0, 0.5) == 0.0
+
+
+def test_read_budget_refills_at_the_rate_up_to_the_burst_only() -> None:
+    budget = ReadBudget(rate=1000, burst=2, now=0.0)
+    budget.spend(2000, 0.0)
+    assert budget.spend(1000, 1.0) == 0.0  # one second refilled 1000 bytes
+    assert budget.spend(2000, 100.0) == 0.0  # a long pause refills the burst, no more
+    assert budget.spend(1, 100.0) == pytest.approx(0.001)
+
+
+# -- the memory watchdog ----------------------------------------------------------------------
+class FakeMemory:
+    def __init__(self, used: int | None) -> None:
+        self.used = used
+
+    def __call__(self) -> int | None:
+        return self.used
+
+
+def test_over_the_memory_limit_new_connections_get_resource_constraint() -> None:
+    memory = FakeMemory(100 << 20)
+    limits = Limiter(
+        dataclasses.replace(LimitsSection(), memory_limit=200 << 20, exempt_loopback=True),
+        memory=memory,
+    )
+    limits.sweep()
+    assert limits.refuse("127.0.0.1") is None
+    memory.used = 300 << 20
+    limits.sweep()
+    refusal = limits.refuse("127.0.0.1")
+    assert refusal is not None
+    assert refusal.condition == "resource-constraint"
+    assert limits.metrics.rejections["memory"] == 1
+    memory.used = 150 << 20  # back under: accepted again
+    limits.sweep()
+    assert limits.refuse("127.0.0.1") is None
+
+
+def test_memory_limit_zero_is_a_share_of_the_available_memory() -> None:
+    memory = FakeMemory(790)
+    limits = Limiter(LimitsSection(), memory=memory, available=lambda: 1000)
+    assert limits.check_memory() is False  # under 80 % of 1000
+    memory.used = 810
+    assert limits.check_memory() is True
+
+
+def test_watchdog_is_off_where_memory_cannot_be_read() -> None:
+    limits = Limiter(LimitsSection(), memory=FakeMemory(None), available=lambda: None)
+    assert limits.check_memory() is False
+
+
+def test_this_process_memory_is_readable_on_linux() -> None:
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("no /proc")
+    used, available = memory_in_use(), memory_available()
+    assert used is not None
+    assert available is not None
+    assert 0 < used < available
+
+
+def test_refusals_are_counted_by_reason() -> None:
+    limits = limiter(connections_per_ip=1, connection_rate_per_ip=100)
+    assert limits.refuse("192.0.2.7") is None
+    refusal = limits.refuse("192.0.2.7")
+    assert refusal is not None
+    assert refusal.condition == "policy-violation"
+    assert limits.metrics.rejections["connections_per_ip"] == 1
+    assert limits.metrics.connections_accepted == 2

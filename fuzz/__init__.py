@@ -1,0 +1,1 @@
+"""Fuzzing targets for roost's untrusted-input paths (atheris; hypothesis in ``make test``)."""
