@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -17,7 +18,7 @@ from scramp import ScramClient
 from slixmpp import JID
 
 from roost.xml.element import Element
-from roost.xml.ns import NS_BIND, NS_SASL, NS_SESSION, NS_TLS
+from roost.xml.ns import NS_BIND, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS
 from roost.xml.serializer import serialize
 from tests.integration.harness import (
     DOMAIN,
@@ -390,6 +391,39 @@ async def test_scram_plus_with_server_end_point_binding_logs_in(
         assert answer.name == "success", answer
         await restart(client)
         assert await client.bind("plus") == user + "/plus"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-1", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512"])
+async def test_server_first_downgrade_protection_matches_the_advertised_features(
+    server: ServerProcess, accounts: Accounts, mechanism: str
+) -> None:
+    """XEP-0474 (0.5.0) §5.2: the client recomputes "h" from <mechanisms/> and XEP-0440."""
+    user = accounts("alice")
+    async with secured(server) as (client, features):
+        advertised = [name.encode() for name in mechanisms(features)]
+        assert mechanism.encode() in advertised
+        text = b"\x1e".join(sorted(advertised))
+        binding_list = features.find("sasl-channel-binding", NS_SASL_CB)
+        if binding_list is not None:
+            types = [str(b.get("type")).encode() for b in binding_list.elements()]
+            text += b"\x1f" + b"\x1e".join(sorted(types))
+        hash_name = mechanism.removeprefix("SCRAM-").removesuffix("-PLUS").replace("-", "")
+        expected = base64.b64encode(hashlib.new(hash_name, text).digest()).decode()
+        binding = ("tls-server-end-point", cb_data(client)) if "PLUS" in mechanism else None
+        scram = ScramClient([mechanism], local(user), PASSWORD, channel_binding=binding)
+        await client.send(auth(mechanism, scram.get_client_first()))
+        challenge = await client.element()
+        assert challenge.name == "challenge", challenge
+        server_first = base64.b64decode(challenge.text).decode()
+        attributes = dict(item.split("=", 1) for item in server_first.split(","))
+        assert list(attributes) == ["r", "s", "i", "h"]
+        assert attributes["h"] == expected
+        scram.set_server_first(server_first)
+        await client.send(response(scram.get_client_final()))
+        answer = await client.element()
+        assert answer.name == "success", answer
+        scram.set_server_final(base64.b64decode(answer.text).decode())
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -288,3 +289,137 @@ async def test_websocket_over_the_tls_listener_and_host_meta_there(
         )
     finally:
         server.stop()
+
+
+# -- limits: the read rate and the outgoing queue, as over TCP (test_robustness) ---------------
+def started_with(directory: Path, **limits: object) -> Iterator[ServerProcess]:
+    process = make_server(directory, http=True, limits=limits)
+    process.start()
+    for name in ("fast", "slow", "flooder", "victim"):
+        process.add_user(name)
+    yield process
+    process.stop()
+
+
+async def metric(server: ServerProcess, sample: str) -> float:
+    """One sample of /metrics (0 when absent), e.g. 'roost_read_throttles_total'."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(server.http_url + "/metrics") as response,
+    ):
+        text = await response.text()
+    found = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found[1]) if found else 0.0
+
+
+async def ws_logged_in(
+    http: aiohttp.ClientSession, server: ServerProcess, user: str, resource: str
+) -> tuple[WsClient, str]:
+    client = WsClient(await connect(http, server))
+    return client, await client.login(user, PASSWORD, resource=resource)
+
+
+def ping(iq_id: str, padding: int = 0) -> str:
+    """An XEP-0199 ping to the server, padded with whitespace to be ``padding`` bytes more."""
+    return (
+        f"<iq xmlns='jabber:client' type='get' id='{iq_id}' to='localhost'>"
+        f"<ping xmlns='urn:xmpp:ping'/>{' ' * padding}</iq>"
+    )
+
+
+async def answer_to(client: WsClient, iq_id: str, timeout: float = 10) -> Element:
+    """Read frames until the reply with this id."""
+    while True:
+        element = await client.next(timeout=timeout)
+        if element.get("id") == iq_id:
+            return element
+
+
+@pytest.fixture(scope="module")
+def ws_throttled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Reads at most 20 000 bytes per second per connection, one second of burst."""
+    yield from started_with(tmp_path_factory.mktemp("ws-throttled"), read_rate=20_000, read_burst=1)
+
+
+@pytest.mark.asyncio
+async def test_websocket_reading_pauses_past_the_read_rate_and_slows_that_client_only(
+    ws_throttled: ServerProcess, http: aiohttp.ClientSession
+) -> None:
+    client, _ = await ws_logged_in(http, ws_throttled, "slow", "r")
+    other, _ = await ws_logged_in(http, ws_throttled, "fast", "r")
+    try:
+        throttles = await metric(ws_throttled, "roost_read_throttles_total")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for n in range(6):  # 60 000 bytes, three seconds' worth: two past the burst
+            await client.send(ping(f"pad{n}", 10_000))
+        await client.send(ping("last"))
+        answered = asyncio.create_task(answer_to(client, "last"))
+        await asyncio.sleep(0.5)
+        assert not answered.done()  # its frames wait, unread
+        other_start = loop.time()
+        await other.send(ping("other"))
+        assert (await answer_to(other, "other")).get("type") == "result"
+        assert loop.time() - other_start < 0.5  # another connection is not slowed
+        assert (await answered).get("type") == "result"
+        assert 1.8 < loop.time() - start < 6
+        assert await metric(ws_throttled, "roost_read_throttles_total") > throttles
+    finally:
+        await client.ws.close()
+        await other.ws.close()
+
+
+@pytest.fixture(scope="module")
+def ws_small_queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Small outgoing queues; no read rate to speak of: the flood must come fast."""
+    limits = {"send_queue_stanzas": 100, "send_queue_bytes": 1_000_000, "read_rate": 1 << 30}
+    yield from started_with(tmp_path_factory.mktemp("ws-queues"), **limits)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("body_size", [1000, 20_000], ids=["stanzas", "bytes"])
+async def test_websocket_client_that_does_not_read_is_closed_with_resource_constraint(
+    ws_small_queues: ServerProcess, http: aiohttp.ClientSession, body_size: int
+) -> None:
+    server = ws_small_queues
+    victim, to = await ws_logged_in(http, server, "victim", f"slow{body_size}")
+    sender, _ = await ws_logged_in(http, server, "flooder", f"flood{body_size}")
+    try:
+        rejected = await metric(server, 'roost_limit_rejections_total{reason="send_queue"}')
+        seen = len(server.log_text())
+        flood = (
+            f"<message xmlns='jabber:client' to='{to}' type='headline'>"
+            f"<body>{'x' * body_size}</body></message>"
+        )
+        for n in range(100_000):  # the victim reads nothing meanwhile
+            await sender.send(flood)
+            if n % 50 == 49:
+                await asyncio.sleep(0.01)
+                if "closing slow consumer" in server.log_text()[seen:]:
+                    break
+        else:
+            raise AssertionError("the server queued everything for a client that never read")
+        logged = server.log_text()[seen:]
+        found = re.search(rf"slow consumer <C2SSession {to}>: (\d+) bytes, (\d+) stanzas", logged)
+        assert found is not None, logged
+        unsent_bytes, unsent_stanzas = int(found[1]), int(found[2])
+        if body_size == 1000:  # small stanzas: their number is the limit that bit
+            assert unsent_stanzas > 100, found[0]
+            assert unsent_bytes <= 1_000_000, found[0]
+        else:
+            assert unsent_bytes > 1_000_000, found[0]
+        # Behind what was already on its way: the stream error, <close/>, then the close.
+        element = await victim.next()
+        while not is_stream_error(element):
+            assert element.name == "message", element
+            element = await victim.next()
+        assert error_condition(element) == "resource-constraint"
+        assert (await victim.next()).name == "close"
+        await closed_by_server(victim.ws)
+        after = await metric(server, 'roost_limit_rejections_total{reason="send_queue"}')
+        assert after == rejected + 1
+        await sender.send(ping("alive"))  # the flooder was not disturbed
+        assert (await answer_to(sender, "alive")).get("type") == "result"
+    finally:
+        await victim.ws.close()
+        await sender.ws.close()

@@ -2,7 +2,8 @@
 
 Implements RFC 6120 §6.3-§6.5 (the exchange and its failure conditions), RFC 4616 (PLAIN),
 RFC 5802 (SCRAM-SHA-1), RFC 7677 (SCRAM-SHA-256), SCRAM-SHA-512, and the -PLUS variants with
-RFC 5929 ``tls-server-end-point`` channel binding (RFC 5056, RFC 5802 §6).
+RFC 5929 ``tls-server-end-point`` channel binding (RFC 5056, RFC 5802 §6), and XEP-0474
+(SASL SCRAM Downgrade Protection, "SSDP", version 0.5.0, 2025-10-25) on every SCRAM exchange.
 
 Theory of operation
 -------------------
@@ -30,6 +31,19 @@ exactly like a wrong password. Secrets are compared with ``hmac.compare_digest``
 This layer does not know the domain: the driver MUST accept it only when it equals the
 authenticated ``username@domain`` and otherwise fail with ``invalid-authzid`` (RFC 6120
 §6.4.6). A syntactically bad authzid already fails here with ``invalid-authzid``.
+
+Downgrade protection (XEP-0474 §5.1): every server-first-message ends with the optional
+attribute ``h=`` (RFC 5802 §5.1 extensions, after ``i=``), the base64 of the SCRAM mechanism's
+own hash (SHA-1, SHA-256 or SHA-512) of the ASCII string::
+
+    S = sorted(offered) joined by %x1E  [ %x1F  sorted(channel-binding types) joined by %x1E ]
+
+sorted by octets ("i;octet", RFC 4790 §9.3). ``offered`` is the advertised ``<mechanisms/>``
+list (PLAIN included when offered); the channel-binding part is present exactly when
+XEP-0440 ``<sasl-channel-binding/>`` was advertised, which the c2s stream does, with
+``cb_type`` only, whenever it has ``cb_data`` (None: nothing advertised). The attribute is
+in the AuthMessage, so the client's proof covers it; the client compares it with the lists it
+saw and fails on a mismatch. Unknown users get the same attribute (same shape of reply).
 
 SCRAM is implemented here on ``roost.auth.credentials``, not with scramp's ``ScramServer``:
 scramp refuses any gs2 authzid and applies SASLprep (Unicode 3.2) to the username, which
@@ -100,12 +114,30 @@ _SCRAM_HASHES: Final = {
     "SCRAM-SHA-1": "SHA-1",
 }
 _PLUS: Final = "-PLUS"
+_SSDP_ITEM_SEPARATOR: Final = "\x1e"  # XEP-0474 §5.1
+_SSDP_LIST_SEPARATOR: Final = "\x1f"
 _CB_NAME_CHARS: Final = frozenset(string.ascii_letters + string.digits + ".-")
 # Attribute names RFC 5802 §5.1 defines; an "extension" reusing one of them is junk.
 _SCRAM_ATTRIBUTES: Final = frozenset("amnrcsipve")
 _FAKE_SALT_LENGTH: Final = 16  # as credentials.derive
 _PROCESS_SECRET: Final = secrets.token_bytes(32)
 _USERNAME_PROFILE = get_profile("UsernameCaseMapped")
+
+
+def downgrade_protection_hash(
+    hash_name: str, mechanisms: Sequence[str], channel_bindings: Sequence[str] | None
+) -> str:
+    """XEP-0474 §5.1 "h" value: base64 of H(sorted mechanisms [%x1F sorted cb types]).
+
+    ``hash_name`` is the SCRAM hash ("SHA-256", ...); ``channel_bindings`` is None when no
+    XEP-0440 list was advertised (then no %x1F either).
+    """
+    text = _SSDP_ITEM_SEPARATOR.join(sorted(mechanisms, key=str.encode))
+    if channel_bindings is not None:
+        types = _SSDP_ITEM_SEPARATOR.join(sorted(channel_bindings, key=str.encode))
+        text += _SSDP_LIST_SEPARATOR + types
+    digest = hashlib.new(hashlib_name(hash_name), text.encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 def offered_mechanisms(*, tls: bool, channel_binding: bool) -> list[str]:
@@ -173,7 +205,9 @@ class SaslServer:
             return None
         binding = (cb_type, cb_data or b"") if plus else None
         plus_offered = any(m.endswith(_PLUS) for m in offered)
-        return _Scram(hash_name, binding, plus_offered, secret)
+        advertised_cb = [cb_type] if cb_data is not None else None  # as c2s's features
+        ssdp = downgrade_protection_hash(hash_name, offered, advertised_cb)
+        return _Scram(hash_name, binding, plus_offered, ssdp, secret)
 
     @property
     def done(self) -> bool:
@@ -304,12 +338,19 @@ class _Scram:
         "_plus_offered",
         "_secret",
         "_server_first",
+        "_ssdp",
     )
 
     def __init__(
-        self, hash_name: str, binding: tuple[str, bytes] | None, plus_offered: bool, secret: bytes
+        self,
+        hash_name: str,
+        binding: tuple[str, bytes] | None,
+        plus_offered: bool,
+        ssdp: str,
+        secret: bytes,
     ) -> None:
         self._hash = hash_name
+        self._ssdp = ssdp  # XEP-0474 "h" value
         self._binding = binding  # (cb type, cb data) for -PLUS, else None
         self._plus_offered = plus_offered
         self._secret = secret
@@ -350,7 +391,8 @@ class _Scram:
         self._keys = keys or _fake_keys(self._hash, self._first.username, self._secret)
         self._nonce = self._first.nonce + secrets.token_urlsafe(18)
         salt = base64.b64encode(self._keys.salt).decode()
-        self._server_first = f"r={self._nonce},s={salt},i={self._keys.iterations}"
+        iterations = self._keys.iterations
+        self._server_first = f"r={self._nonce},s={salt},i={iterations},h={self._ssdp}"
         return Challenge(self._server_first.encode())
 
     def final(self, data: bytes) -> Success | Failure:

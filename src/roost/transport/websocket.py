@@ -215,7 +215,12 @@ class WebSocketConnection:
             self._close_slow_consumer()
 
     def _close_slow_consumer(self) -> None:
-        log.info("closing slow consumer %s: %d frames unsent", self.session, len(self._frames))
+        log.info(
+            "closing slow consumer %s: %d bytes, %d stanzas unsent",
+            self.session,
+            self._queued,
+            len(self._frames),
+        )
         self._slow = True
         self._metrics.rejected("send_queue")
         self._frames.clear()

@@ -7,6 +7,7 @@ what scramp cannot send (an authzid, a username outside SASLprep's Unicode 3.2).
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from typing import Any
 
@@ -24,6 +25,7 @@ from roost.stream.sasl import (
     SaslServer,
     SaslStep,
     Success,
+    downgrade_protection_hash,
     offered_mechanisms,
 )
 
@@ -37,7 +39,9 @@ ALL_OFFERED = offered_mechanisms(tls=True, channel_binding=True)
 NO_PLUS_OFFERED = offered_mechanisms(tls=True, channel_binding=False)
 SCRAM_MECHANISMS = ["SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PLUS_MECHANISMS = [m + "-PLUS" for m in SCRAM_MECHANISMS]
-SERVER_FIRST = re.compile(r"r=([!-+\--~]+),s=([A-Za-z0-9+/]+=*),i=([1-9][0-9]*)")
+SERVER_FIRST = re.compile(
+    r"r=([!-+\--~]+),s=([A-Za-z0-9+/]+=*),i=([1-9][0-9]*),h=([A-Za-z0-9+/]+=*)"
+)
 NOT_AUTHORIZED = Failure("not-authorized")
 
 
@@ -268,6 +272,82 @@ def test_scram_user_without_keys_for_the_hash_fails_like_unknown_user() -> None:
     )
     assert [type(s) for s in steps] == [NeedCredentials, Challenge, Failure]
     assert steps[-1] == NOT_AUTHORIZED
+
+
+# --- downgrade protection (XEP-0474 0.5.0) -------------------------------------------------
+
+
+def client_ssdp(hash_name: str, mechanisms: list[str], cb_types: list[str] | None) -> str:
+    """What a client computes from the advertised lists, written out from XEP-0474 §5.1."""
+    octets = b"\x1e".join(sorted(m.encode("ascii") for m in mechanisms))
+    if cb_types is not None:
+        octets += b"\x1f" + b"\x1e".join(sorted(t.encode("ascii") for t in cb_types))
+    return base64.b64encode(hashlib.new(hash_name, octets).digest()).decode()
+
+
+def test_downgrade_protection_hash_matches_the_xep_example() -> None:
+    # XEP-0474 §5.3: SCRAM-SHA-1(-PLUS), tls-server-end-point and tls-exporter advertised.
+    mechanisms = ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"]
+    bindings = ["tls-server-end-point", "tls-exporter"]
+    assert downgrade_protection_hash("SHA-1", mechanisms, bindings) == (
+        "G6k/rBLDqgOhRRaCuuatSDFkJ08="
+    )
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "tls", "cb_data"),
+    [
+        ("SCRAM-SHA-1-PLUS", True, CB_DATA),
+        ("SCRAM-SHA-256-PLUS", False, CB_DATA),
+        ("SCRAM-SHA-512-PLUS", True, CB_DATA),
+        ("SCRAM-SHA-1", True, CB_DATA),  # no binding used, but it was advertised
+        ("SCRAM-SHA-256", False, CB_DATA),
+        ("SCRAM-SHA-512", True, None),  # nothing to bind to: no XEP-0440 list at all
+        ("SCRAM-SHA-256", False, None),
+    ],
+)
+def test_server_first_carries_ssdp_hash_of_the_advertised_lists(
+    mechanism: str, tls: bool, cb_data: bytes | None
+) -> None:
+    advertised = offered_mechanisms(tls=tls, channel_binding=cb_data is not None)
+    cb_types = [CB_TYPE] if cb_data is not None else None
+    binding = (CB_TYPE, CB_DATA) if mechanism.endswith("-PLUS") else None
+    client = scram_client(mechanism, channel_binding=binding)
+    server = make_server(mechanism, offered=advertised, cb_data=cb_data, tls=tls)
+    server_first = to_server_first(server, client.get_client_first().encode())
+    match = SERVER_FIRST.fullmatch(server_first.decode())
+    assert match is not None
+    hash_name = mechanism.removeprefix("SCRAM-").removesuffix("-PLUS").replace("-", "").lower()
+    assert match[4] == client_ssdp(hash_name, advertised, cb_types)
+    # scramp accepts the extension attribute and the exchange (which signs it) succeeds.
+    client.set_server_first(server_first.decode())
+    step = server.respond(client.get_client_final().encode())
+    assert isinstance(step, Success)
+    assert step.data is not None
+    client.set_server_final(step.data.decode())
+
+
+def test_ssdp_hash_reveals_a_stripped_mechanism_or_binding_list() -> None:
+    server_first = to_server_first(make_server("SCRAM-SHA-256"), b"n,,n=juliet,r=abcdef")
+    match = SERVER_FIRST.fullmatch(server_first.decode())
+    assert match is not None
+    assert match[4] == client_ssdp("sha256", ALL_OFFERED, [CB_TYPE])
+    assert match[4] != client_ssdp("sha256", NO_PLUS_OFFERED, None)  # -PLUS and cb removed
+    assert match[4] != client_ssdp("sha256", ALL_OFFERED, [])  # cb types removed
+    assert match[4] != client_ssdp("sha256", ALL_OFFERED[:-1], [CB_TYPE])  # PLAIN removed
+
+
+def test_unknown_user_gets_the_same_ssdp_hash() -> None:
+    known = to_server_first(make_server("SCRAM-SHA-256"), b"n,,n=juliet,r=abcdef")
+    server = make_server("SCRAM-SHA-256")
+    assert server.start(b"n,,n=romeo,r=abcdef") == NeedCredentials("romeo")
+    unknown = server.credentials(None)
+    assert isinstance(unknown, Challenge)
+    known_match = SERVER_FIRST.fullmatch(known.decode())
+    unknown_match = SERVER_FIRST.fullmatch(unknown.data.decode())
+    assert known_match is not None
+    assert unknown_match is not None
+    assert unknown_match[4] == known_match[4]
 
 
 # --- channel binding (RFC 5802 §6, RFC 5929) ------------------------------------------------
