@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= roost.toml
 
-.PHONY: install test-deps run test lint typecheck unit integration browser bench fuzz clean
+.PHONY: install test-deps run test lint typecheck unit integration browser bench bench-micro \
+	bench-profile fuzz clean
 
 install: $(BIN)/roost
 
@@ -15,8 +16,10 @@ $(BIN)/roost: pyproject.toml
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/roost pyproject.toml scripts/install-debian-deps.sh \
-		scripts/install-browser-test-deps.sh tests/browser/package-lock.json
+		scripts/install-browser-test-deps.sh tests/browser/package-lock.json \
+		scripts/install-bench-deps.sh
 	bash scripts/install-debian-deps.sh
+	bash scripts/install-bench-deps.sh
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -46,7 +49,16 @@ browser: test-deps
 	$(BIN)/pytest -q tests/browser
 
 bench: install
+	bash scripts/install-bench-deps.sh
+	$(BIN)/python -m bench
+
+bench-micro: install
 	$(BIN)/python -m bench.micro
+
+bench-profile: install
+	bash scripts/install-bench-deps.sh
+	$(BIN)/pip install -q py-spy
+	$(BIN)/python -m bench --profile
 
 FUZZ_TIME ?= 60
 FUZZ_DIR  ?= .fuzz

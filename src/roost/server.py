@@ -8,9 +8,11 @@ listeners and closes storage.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
 import ssl
+import sys
 from typing import Final
 
 from roost.config import Config, ConfigError
@@ -163,9 +165,27 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         await server.stop()
 
 
+def pin_malloc_mmap_threshold() -> None:
+    """Keep glibc's mmap threshold at 128 KiB (M_MMAP_THRESHOLD).
+
+    uvloop gives each TLS connection a 256 KiB read buffer. Once one such buffer is freed,
+    glibc raises its mmap threshold and later buffers come from heap pages that are already
+    resident, which costs ~6 KiB per idle session (measured with bench/, N=5000). Pinning the
+    threshold keeps them mmapped and untouched. No-op off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(ctypes.c_int(-3), ctypes.c_int(128 * 1024))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        log.debug("mallopt is not available; the malloc mmap threshold stays adaptive")
+
+
 def run(config: Config) -> int:
     """Run the server in the foreground; the process exit code."""
     configure_logging(config.server.log_level)
+    pin_malloc_mmap_threshold()
     try:
         import uvloop
     except ImportError:

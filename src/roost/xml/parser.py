@@ -194,6 +194,9 @@ class StreamParser:
         """Start a new stream on a fresh expat parser, keeping the limits."""
         p = pyexpat.ParserCreate("UTF-8", _SEP, intern=_INTERN)
         p.buffer_text = True
+        # pyexpat's text buffer defaults to 8 KiB per parser, i.e. per connection; 1 KiB
+        # keeps idle sessions small, and longer text arrives in pieces that on_end joins.
+        p.buffer_size = 1024
         p.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
         disable_deferral = getattr(p, "SetReparseDeferralEnabled", None)
         if disable_deferral is not None:  # expat >= 2.6 would hold back complete stanzas
