@@ -24,7 +24,7 @@ from typing import Any
 import slixmpp
 
 from roost.xml.element import Element
-from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS
+from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_STANZAS, NS_STREAMS, NS_TLS
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader, StreamParser
 from roost.xml.serializer import serialize
 
@@ -212,6 +212,14 @@ def running_server(directory: Path, **options: Any) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def error_condition(stanza: Element) -> str:
+    """The defined condition of an error reply."""
+    assert stanza.get("type") == "error", serialize(stanza)
+    error = stanza.find("error", NS_CLIENT)
+    assert error is not None
+    return next(c.name for c in error.elements() if c.xmlns == NS_STANZAS and c.name != "text")
 
 
 # -- slixmpp ---------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from roost.xml.ns import (
     NS_DISCO_ITEMS,
     NS_LAST,
     NS_PRIVATE,
-    NS_STANZAS,
     NS_VCARD,
 )
 from roost.xml.serializer import serialize
@@ -28,6 +27,7 @@ from tests.integration.harness import (
     RawClient,
     ServerProcess,
     disconnect,
+    error_condition,
     make_server,
     slix_client,
 )
@@ -65,14 +65,6 @@ async def request(client: RawClient, iq: Element) -> Element:
         reply = await client.element()
         if reply.name == "iq" and reply.get("id") == iq.get("id"):
             return reply
-
-
-def error_condition(stanza: Element) -> str:
-    """The defined condition of an error reply."""
-    assert stanza.get("type") == "error", serialize(stanza)
-    error = stanza.find("error", NS_CLIENT)
-    assert error is not None
-    return next(c.name for c in error.elements() if c.xmlns == NS_STANZAS and c.name != "text")
 
 
 def info_of(reply: Element) -> tuple[set[tuple[str, str]], set[str]]:

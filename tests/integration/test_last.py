@@ -18,13 +18,14 @@ import pytest_asyncio
 from slixmpp import JID
 
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_LAST, NS_STANZAS
+from roost.xml.ns import NS_CLIENT, NS_LAST
 from roost.xml.serializer import serialize
 from tests.integration.harness import (
     DOMAIN,
     RawClient,
     ServerProcess,
     disconnect,
+    error_condition,
     make_server,
     slix_client,
 )
@@ -62,14 +63,6 @@ async def request(client: RawClient, iq: Element) -> Element:
         reply = await client.element()
         if reply.name == "iq" and reply.get("id") == iq.get("id"):
             return reply
-
-
-def error_condition(stanza: Element) -> str:
-    """The defined condition of an error reply."""
-    assert stanza.get("type") == "error", serialize(stanza)
-    error = stanza.find("error", NS_CLIENT)
-    assert error is not None
-    return next(c.name for c in error.elements() if c.xmlns == NS_STANZAS and c.name != "text")
 
 
 def seconds_and_text(reply: Element) -> tuple[int, str]:

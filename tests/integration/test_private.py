@@ -12,9 +12,15 @@ from slixmpp.xmlstream import ElementBase
 
 from roost.modules.private import MAX_ITEMS
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_PRIVATE, NS_STANZAS
+from roost.xml.ns import NS_CLIENT, NS_PRIVATE
 from roost.xml.serializer import serialize
-from tests.integration.harness import RawClient, ServerProcess, disconnect, slix_client
+from tests.integration.harness import (
+    RawClient,
+    ServerProcess,
+    disconnect,
+    error_condition,
+    slix_client,
+)
 from tests.integration.rawhelpers import local
 
 _ids = itertools.count()
@@ -57,14 +63,6 @@ async def request(client: RawClient, iq: Element) -> Element:
         reply = await client.element()
         if reply.name == "iq" and reply.get("id") == iq.get("id"):
             return reply
-
-
-def error_condition(stanza: Element) -> str:
-    """The defined condition of an error reply."""
-    assert stanza.get("type") == "error", serialize(stanza)
-    error = stanza.find("error", NS_CLIENT)
-    assert error is not None
-    return next(c.name for c in error.elements() if c.xmlns == NS_STANZAS and c.name != "text")
 
 
 async def stored(client: RawClient, wanted: Element) -> Element:

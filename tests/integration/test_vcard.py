@@ -14,9 +14,15 @@ from slixmpp import JID
 
 from roost.modules.vcard import MAX_VCARD_BYTES, photo_hash
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_STANZAS, NS_VCARD, NS_VCARD_UPDATE
+from roost.xml.ns import NS_CLIENT, NS_VCARD, NS_VCARD_UPDATE
 from roost.xml.serializer import serialize
-from tests.integration.harness import RawClient, ServerProcess, disconnect, slix_client
+from tests.integration.harness import (
+    RawClient,
+    ServerProcess,
+    disconnect,
+    error_condition,
+    slix_client,
+)
 from tests.integration.rawhelpers import local, ping_server
 
 _ids = itertools.count()
@@ -55,14 +61,6 @@ async def request(client: RawClient, iq: Element) -> Element:
         reply = await client.element()
         if reply.name == "iq" and reply.get("id") == iq.get("id"):
             return reply
-
-
-def error_condition(stanza: Element) -> str:
-    """The defined condition of an error reply."""
-    assert stanza.get("type") == "error", serialize(stanza)
-    error = stanza.find("error", NS_CLIENT)
-    assert error is not None
-    return next(c.name for c in error.elements() if c.xmlns == NS_STANZAS and c.name != "text")
 
 
 def result_vcard(reply: Element) -> Element:
