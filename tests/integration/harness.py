@@ -1,7 +1,9 @@
 """A real roost server in a child process on free loopback ports, and clients to drive it.
 
 Tests talk XMPP over loopback only: slixmpp as the real client library, and ``RawClient``
-for wire-level dialogues (stream errors, SASL failures).
+for wire-level dialogues (stream errors, SASL failures). Accounts and the self-signed
+certificate are made in this process, through ``roost.storage`` and ``roost.tls`` as the
+``roost`` command does; ``roost_cli`` runs the command itself for the tests of that path.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -17,12 +20,18 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import slixmpp
 
+from roost.auth.credentials import Credentials, derive
+from roost.config import load_config
+from roost.jid import JID
+from roost.storage import open_storage
+from roost.tls import ensure_certificate
 from roost.xml.element import Element
 from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_STANZAS, NS_STREAMS, NS_TLS
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader, StreamParser
@@ -63,6 +72,42 @@ def roost_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProce
         timeout=60,
         check=False,
     )
+
+
+@functools.cache
+def _derived(password: str) -> Credentials:
+    return derive(password)
+
+
+def credentials(password: str) -> Credentials:
+    """SCRAM credentials for ``password``, derived once per test session.
+
+    PBKDF2 (4096 iterations for each of three hashes) is most of what an account costs;
+    the accounts that share a password share its salts, which only a test may do.
+    """
+    return dict(_derived(password))
+
+
+async def create_account(config_path: Path, jid: str, password: str = PASSWORD) -> None:
+    """Create ``jid`` in the storage that the server of ``config_path`` uses.
+
+    The same writes as ``roost user add``, safe beside the running server for the same
+    reason (SQLite in WAL mode with a busy timeout; PostgreSQL transactions).
+    """
+    config = load_config(config_path)
+    account = JID.parse(jid)
+    if account.local is None or account.resource is not None:
+        raise ValueError(f"{jid} is not an account (user@domain)")
+    if account.domain not in config.server.domains:
+        raise ValueError(f"{account.domain} is not served by {config_path}")
+    if config.storage.backend == "sqlite":
+        config.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    storage = open_storage(config.storage.backend, path=config.sqlite_path, dsn=config.storage.dsn)
+    await storage.open()
+    try:
+        await storage.accounts.create(account.domain, account.local, credentials(password))
+    finally:
+        await storage.close()
 
 
 @dataclass
@@ -138,8 +183,19 @@ class ServerProcess:
             return ""
 
     def add_user(self, local: str, password: str = PASSWORD, domain: str | None = None) -> str:
-        """Create an account with the CLI; its bare JID."""
+        """Create an account through the storage; its bare JID.
+
+        Callable from a test's event loop too: the storage runs on a loop of its own in a
+        worker thread, and the caller waits as it waited for ``roost user add`` before.
+        """
         jid = f"{local}@{domain or self.domains[0]}"
+        with ThreadPoolExecutor(1) as worker:
+            worker.submit(asyncio.run, create_account(self.config, jid, password)).result()
+        return jid
+
+    def add_user_with_cli(self, local: str, password: str = PASSWORD) -> str:
+        """Create an account by running ``roost user add``; its bare JID."""
+        jid = f"{local}@{self.domains[0]}"
         done = roost_cli("user", "add", "-c", str(self.config), jid, password)
         if done.returncode != 0:
             raise RuntimeError(f"user add {jid} failed: {done.stderr}")
@@ -196,10 +252,9 @@ def make_server(
     ]
     config = directory / "roost.toml"
     config.write_text("\n".join(lines) + "\n")
-    done = roost_cli("init", "-c", str(directory / "unused.toml"))  # generates the certificate
-    (directory / "unused.toml").unlink(missing_ok=True)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr)
+    loaded = load_config(config)  # the certificate, as `roost init` and `roost run` make it
+    loaded.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_certificate(loaded)
     return ServerProcess(directory, config, c2s, c2s_tls, domains, http=http_port)
 
 
