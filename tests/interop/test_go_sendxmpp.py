@@ -64,7 +64,10 @@ async def test_go_sendxmpp_sends_a_message_to_a_slixmpp_user(
     interop_server: ServerProcess, direct: bool
 ) -> None:
     suffix = "d" if direct else "s"
-    alice = interop_server.add_user("goalice" + suffix)
+    # The sender's account is made by `roost user add` beside the running server: the one
+    # place the command's own path is tested end to end (elsewhere accounts go through
+    # the storage in-process).
+    alice = interop_server.add_user_with_cli("goalice" + suffix)
     bob = interop_server.add_user("gobob" + suffix)
     receiver = await slix_client(interop_server, bob + "/desk")
     received = next_stanza(receiver)
