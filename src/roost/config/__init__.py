@@ -2,7 +2,8 @@
 
 - ``schema``: the typed sections, their defaults, and the keys of features not built yet;
 - ``load``: TOML → ``Config``, errors naming the file and the key path;
-- ``table``: reading one TOML table (keys, types, values);
+- ``table``: reading one TOML table (keys, types, values), shared by ``load`` and ``options``;
+- ``options``: a module's frozen ``Options`` from its ``[modules.NAME]`` table;
 - ``default``: the file ``roost init`` writes (``default.toml``, package data).
 
 Everything the rest of roost uses is re-exported here: ``from roost.config import Config``.
@@ -10,6 +11,13 @@ Everything the rest of roost uses is re-exported here: ``from roost.config impor
 
 from roost.config.default import default_config_text
 from roost.config.load import load_config
+from roost.config.options import (
+    NoOptions,
+    Option,
+    module_options,
+    module_table_warnings,
+    options_of,
+)
 from roost.config.schema import (
     LOG_LEVELS,
     MIN_STANZA_SIZE,
@@ -50,6 +58,8 @@ __all__ = [
     "LimitsSection",
     "ListenSection",
     "ModulesSection",
+    "NoOptions",
+    "Option",
     "RegistrationSection",
     "ServerSection",
     "ServicesSection",
@@ -58,4 +68,7 @@ __all__ = [
     "config_warnings",
     "default_config_text",
     "load_config",
+    "module_options",
+    "module_table_warnings",
+    "options_of",
 ]

@@ -1,6 +1,6 @@
 """Reading one TOML table of the configuration: keys, types and values checked, every error
 naming the file and the key path, e.g. ``roost.toml: [limits].depth: expected an integer,
-got a string ("64")``. Used by ``roost.config.load``.
+got a string ("64")``. Used by ``roost.config.load`` and ``roost.config.options``.
 """
 
 from __future__ import annotations
