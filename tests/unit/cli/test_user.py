@@ -1,38 +1,20 @@
-"""The `roost` command, run in-process: init, user add/passwd/del/list, check, run, version."""
+"""`roost user add | passwd | del | list`, run in-process."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import logging
-import socket
-import subprocess
 import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import roost
 from roost.auth.credentials import verify_password
 from roost.cli import main
-from roost.config import Config, load_config
+from roost.config import load_config
 from roost.storage import open_storage
-
-
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    path = tmp_path / "roost.toml"
-    assert main(["init", "-c", str(path)]) == 0
-    return path
-
-
-def roost_cmd(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.unit.cli.clihelpers import roost_cmd
 
 
 def stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
@@ -54,32 +36,6 @@ def password_of(path: Path, host: str, user: str, password: str) -> bool:
     creds = asyncio.run(credentials())
     assert isinstance(creds, dict)
     return verify_password(creds, password)
-
-
-# --- init ---------------------------------------------------------------------------------
-
-
-def test_init_writes_config_data_dir_and_certificate(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "etc/roost.toml"
-    code, out, _ = roost_cmd(capsys, "init", "-c", str(path), "--domain", "example.org")
-    assert code == 0
-    config = load_config(path)
-    assert config.server.domains == ("example.org",)
-    assert (tmp_path / "etc/data/roost.crt").exists()
-    assert (tmp_path / "etc/data/roost.key").stat().st_mode & 0o777 == 0o600
-    assert f"wrote {path}" in out
-
-
-def test_init_refuses_to_overwrite_an_existing_file(
-    config_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config_path.write_text("# mine\n")
-    code, _, err = roost_cmd(capsys, "init", "-c", str(config_path))
-    assert code == 1
-    assert f"{config_path} already exists; roost init does not overwrite it" in err
-    assert config_path.read_text() == "# mine\n"
 
 
 # --- user ---------------------------------------------------------------------------------
@@ -211,122 +167,3 @@ def test_user_command_with_a_bad_config_is_a_usage_error(
     assert roost_cmd(capsys, "user", "list", "-c", str(path)) == (
         2, "", f'{path}: [server].log_level: "loud" is not one of debug, info, warning, error\n'
     )  # fmt: skip
-
-
-# --- check --------------------------------------------------------------------------------
-
-
-def write_config(tmp_path: Path, c2s: str) -> Path:
-    path = tmp_path / "check.toml"
-    path.write_text(f'[listen]\nc2s = "{c2s}"\nc2s_tls = ""\n')
-    return path
-
-
-def test_check_reports_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        code, out, _ = roost_cmd(
-            capsys, "check", "-c", str(write_config(tmp_path, f"127.0.0.1:{port}"))
-        )
-    assert code == 1
-    assert f"PROBLEM  [listen].c2s 127.0.0.1:{port} is in use (is roost already running?)" in out
-    assert "1 problem(s) found" in out
-
-
-def test_check_passes_on_a_fresh_configuration(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code, out, _ = roost_cmd(
-        capsys, "check", "-c", str(write_config(tmp_path, f"127.0.0.1:{port}"))
-    )
-    assert code == 0, out
-    assert "PROBLEM" not in out
-    assert "WARNING  [listen].s2s is set but server-to-server federation is not built" in out
-    assert "a self-signed certificate will be generated at start" in out
-    assert "will be created" in out
-    assert out.endswith("no problem found\n")
-
-
-def test_check_reports_a_bad_configuration(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write_config(tmp_path, "127.0.0.1:99999")
-    assert roost_cmd(capsys, "check", "-c", str(path)) == (
-        1, f'PROBLEM  {path}: [listen].c2s: "127.0.0.1:99999" is not a valid port (1-65535)\n', ""
-    )  # fmt: skip
-
-
-def test_check_reports_a_configured_certificate_that_does_not_cover_the_domain(
-    config_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = config_path.parent / "data"
-    text = (
-        config_path.read_text()
-        .replace('cert = ""', f'cert = "{data / "roost.crt"}"')
-        .replace('key = ""', f'key = "{data / "roost.key"}"')
-    )
-    config_path.write_text(text.replace('domains = ["localhost"]', 'domains = ["example.org"]'))
-    code, out, _ = roost_cmd(capsys, "check", "-c", str(config_path))
-    assert code == 1
-    assert f"PROBLEM  the certificate {data / 'roost.crt'} does not cover example.org" in out
-
-
-# --- run, version, usage ------------------------------------------------------------------
-
-
-def test_run_with_a_bad_config_exits_2_with_the_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert roost_cmd(capsys, "run", "-c", str(tmp_path / "none.toml")) == (
-        2, "", f"{tmp_path / 'none.toml'}: file not found (`roost init -c "
-        f"{tmp_path / 'none.toml'}` writes one)\n"
-    )  # fmt: skip
-
-
-def test_run_logs_warnings_and_runs_the_server(
-    config_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    started: list[Config] = []
-
-    def fake_run(config: Config) -> int:
-        started.append(config)
-        return 0
-
-    fake = types.ModuleType("roost.server")
-    fake.run = fake_run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "roost.server", fake)
-    monkeypatch.setattr(roost, "server", fake, raising=False)
-    with caplog.at_level(logging.WARNING, logger="roost"):
-        assert main(["run", "-c", str(config_path)]) == 0
-    assert [c.path for c in started] == [config_path]
-    assert "[listen].s2s is set but server-to-server federation" in caplog.text
-
-
-def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = roost_cmd(capsys)
-    assert code == 2
-    assert "usage: roost" in err
-
-
-def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert roost_cmd(capsys, "user", "add", "--bogus")[0] == 2
-
-
-def test_version_runs_as_a_program() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "roost", "version"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    lines = result.stdout.splitlines()
-    assert lines[0] == f"roost {roost.__version__}"
-    assert lines[1].startswith("Python ")
-    assert lines[2].startswith("expat ")
-    assert lines[3].startswith("OpenSSL ")

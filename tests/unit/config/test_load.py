@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,6 +70,28 @@ def test_default_config_text_serves_the_given_domain(tmp_path: Path) -> None:
 def test_default_config_text_refuses_an_invalid_domain() -> None:
     with pytest.raises(ConfigError, match="not a valid domain"):
         default_config_text("not a domain")
+
+
+def test_default_config_text_shows_where_module_options_go() -> None:
+    text = default_config_text()
+    assert "\n# [modules.NAME]\n# key = value\n" in text
+    assert text.index("[modules]\n") < text.index("# [modules.NAME]")
+
+
+def test_the_default_file_and_every_other_data_file_are_package_data() -> None:
+    """A wheel carries what `roost init` writes (and the migrations)."""
+    root = Path(__file__).resolve().parents[3]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["roost"]
+    package = root / "src/roost"
+    data = [
+        p.relative_to(package)
+        for p in package.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
+    assert Path("config/default.toml") in data
+    assert [str(p) for p in data if not any(p.match(g) for g in globs)] == []
 
 
 def test_default_limits_are_those_of_the_limits_reference() -> None:
@@ -165,6 +188,10 @@ secret = "other"
 
 [modules]
 enabled = ["roster", "presence"]
+
+[modules.mam]
+default = "roster"
+archive_days = 30
 """
 
 
@@ -227,7 +254,9 @@ def test_every_key_of_the_contract_is_accepted(tmp_path: Path) -> None:
             "gateway.example.org": ComponentSection("s3cret"),
             "bridge.example.org": ComponentSection("other"),
         },
-        modules=ModulesSection(("roster", "presence")),
+        modules=ModulesSection(
+            ("roster", "presence"), {"mam": {"default": "roster", "archive_days": 30}}
+        ),
     )
 
 
@@ -341,6 +370,16 @@ def test_empty_string_disables_a_listener_and_a_service(tmp_path: Path) -> None:
          '[modules].enabled: "roster" is listed twice'),
         ('[modules]\nenabled = ["mod-roster"]',
          '[modules].enabled: "mod-roster" is not a module name'),
+        ("[modules]\nquota = 5",
+         "[modules].quota: unknown key (known keys: enabled; the options of a module go in "
+         "a [modules.NAME] table)"),
+        ("[modules.mod-offline]\nquota = 5",
+         '[modules.mod-offline]: "mod-offline" is not a module name'),
+        ('[modules."off line"]\nquota = 5',
+         '[modules."off line"]: "off line" is not a module name'),
+        ("[modules.enabled]\nroster = true",
+         "[modules].enabled: expected an array, got a table ({'roster': True})"),
+        ("modules = []", "[modules]: expected a table, got an array"),
         ("server = 1", "[server]: expected a table, got an integer"),
         ("[sever]\nx = 1",
          "[sever]: unknown section (known sections: server, listen, http, tls, storage, limits, "
@@ -354,6 +393,19 @@ def test_bad_configuration_names_file_key_path_and_what_is_allowed(
     tmp_path: Path, text: str, message: str
 ) -> None:
     assert error_of(tmp_path, text) == f"{tmp_path / 'roost.toml'}: {message}"
+
+
+def test_module_tables_are_kept_as_they_are_for_the_modules_to_check(tmp_path: Path) -> None:
+    text = '[modules.offline]\nquota = "anything"\n[modules.offline.nested]\nx = [1]\n'
+    text += "[modules.mam]\n"
+    modules = load_config(write(tmp_path, text)).modules
+    assert modules == ModulesSection(
+        None, {"offline": {"quota": "anything", "nested": {"x": [1]}}, "mam": {}}
+    )
+
+
+def test_no_module_tables_by_default(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, default_config_text())).modules.options == {}
 
 
 def test_toml_syntax_error_gives_line_and_column(tmp_path: Path) -> None:
