@@ -41,7 +41,7 @@ from tests.integration.rawhelpers import (
     read_stream_error,
     restart,
 )
-from tests.integration.webclient import WsClient, is_stream_error, open_frame, sasl
+from tests.integration.webclient import BoshClient, WsClient, is_stream_error, open_frame, sasl
 
 OTHER_ADDRESS = "127.0.0.2"  # loopback too, but another IP for the per-IP limits
 
@@ -252,6 +252,32 @@ async def test_issue_9_failed_authentications_ban_the_whole_64(tmp_path: Path) -
             elsewhere = await ws("2001:db8:1:3::1")  # another /64 is not banned
             assert (await elsewhere.login("alice", PASSWORD)).startswith("alice@localhost/")
         await assert_server_serves(server, "alice@localhost")
+
+
+@pytest.mark.asyncio
+async def test_issue_9_bosh_sessions_are_counted_by_the_64(tmp_path: Path) -> None:
+    limits = {"connection_rate_per_ip": 100}
+    with proxied_server(tmp_path / "roost", limits, {"bosh_sessions_per_ip": 1}) as server:
+        async with aiohttp.ClientSession() as http:
+
+            def bosh(client_ip: str) -> BoshClient:
+                url = server.http_url + "/http-bind"
+                return BoshClient(http, url, {"X-Forwarded-For": client_ip})
+
+            first = bosh("2001:db8:1:2::1")
+            assert (await first.create()).get("sid")
+            refused = await bosh("2001:db8:1:2::2").create()
+            assert (refused.get("type"), refused.get("condition")) == (
+                "terminate",
+                "policy-violation",
+            )
+            other = bosh("2001:db8:1:3::1")
+            assert (await other.create()).get("sid")
+            await first.post({"type": "terminate"})
+            again = bosh("2001:db8:1:2::3")  # the /64's session ended: its place is free
+            assert (await again.create()).get("sid")
+            for client in (other, again):
+                await client.post({"type": "terminate"})
 
 
 # -- stanza sizes --------------------------------------------------------------------------------
