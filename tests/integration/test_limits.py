@@ -11,8 +11,8 @@ proxy's ``X-Forwarded-For`` on the WebSocket endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -47,9 +47,20 @@ OTHER_ADDRESS = "127.0.0.2"  # loopback too, but another IP for the per-IP limit
 
 
 @contextmanager
-def limited_server(directory: Path, limits: Mapping[str, object]) -> Iterator[ServerProcess]:
-    """A server with per-IP limits on loopback and these limits; alice@localhost exists."""
-    server = make_server(directory, limits={"exempt_loopback": False, **limits})
+def limited_server(
+    directory: Path, limits: Mapping[str, object], http: Mapping[str, object] | None = None
+) -> Iterator[ServerProcess]:
+    """A server with per-IP limits on loopback and these limits; alice@localhost exists.
+
+    ``http``: also the HTTP listener with these ``[http]`` options (loopback is a trusted
+    proxy there, so ``X-Forwarded-For`` gives the client address).
+    """
+    server = make_server(
+        directory,
+        limits={"exempt_loopback": False, **limits},
+        http=http is not None,
+        http_options=http,
+    )
     server.add_user("alice")
     server.start()
     try:
@@ -160,33 +171,25 @@ async def test_failure_reaching_stream_and_ip_limits_at_once_closes_the_stream_o
 
 
 # -- per-IP limits for IPv6 clients: counted by their /64 (issue 9) --------------------------------
-@contextmanager
-def proxied_server(
-    directory: Path, limits: Mapping[str, object], http: Mapping[str, object] | None = None
-) -> Iterator[ServerProcess]:
-    """``limited_server`` with the HTTP listener (``[http]`` options ``http``), behind which
-    loopback is a trusted proxy."""
-    server = make_server(
-        directory, http=True, http_options=http, limits={"exempt_loopback": False, **limits}
-    )
-    server.add_user("alice")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+WebSocketFrom = Callable[[str], Awaitable[WsClient]]
 
 
-async def ws_from(
-    http: aiohttp.ClientSession, server: ServerProcess, client_ip: str
-) -> aiohttp.ClientWebSocketResponse:
-    """A WebSocket whose client address, as the trusted proxy says, is ``client_ip``."""
-    return await http.ws_connect(
-        server.http_url + "/xmpp-websocket",
-        protocols=("xmpp",),
-        headers={"X-Forwarded-For": client_ip},
-        timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
-    )
+@asynccontextmanager
+async def proxied_websockets(server: ServerProcess) -> AsyncIterator[WebSocketFrom]:
+    """Open WebSockets whose client address, as the trusted proxy says, is the one given;
+    all are closed at the end."""
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as stack:
+
+        async def ws(client_ip: str) -> WsClient:
+            socket = await http.ws_connect(
+                server.http_url + "/xmpp-websocket",
+                protocols=("xmpp",),
+                headers={"X-Forwarded-For": client_ip},
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+            )
+            return WsClient(await stack.enter_async_context(socket))
+
+        yield ws
 
 
 async def ws_stream_error(client: WsClient) -> Element:
@@ -206,14 +209,8 @@ async def ws_refused(client: WsClient) -> Element:
 @pytest.mark.asyncio
 async def test_issue_9_ipv6_clients_are_counted_by_their_64(tmp_path: Path) -> None:
     limits = {"connections_per_ip": 1, "connection_rate_per_ip": 100}
-    with proxied_server(tmp_path / "roost", limits) as server:
-        async with aiohttp.ClientSession() as http, AsyncExitStack() as stack:
-
-            async def ws(client_ip: str) -> WsClient:
-                return WsClient(
-                    await stack.enter_async_context(await ws_from(http, server, client_ip))
-                )
-
+    with limited_server(tmp_path / "roost", limits, {}) as server:
+        async with proxied_websockets(server) as ws:
             await (await ws("2001:db8:1:2::1")).open()
             error = await ws_refused(await ws("2001:db8:1:2:ffff:ffff:ffff:fffe"))
             assert error_condition(error) == "policy-violation"
@@ -229,14 +226,8 @@ async def test_issue_9_ipv6_clients_are_counted_by_their_64(tmp_path: Path) -> N
 @pytest.mark.asyncio
 async def test_issue_9_failed_authentications_ban_the_whole_64(tmp_path: Path) -> None:
     limits = {"auth_failures_per_ip": 2, "connection_rate_per_ip": 100}
-    with proxied_server(tmp_path / "roost", limits) as server:
-        async with aiohttp.ClientSession() as http, AsyncExitStack() as stack:
-
-            async def ws(client_ip: str) -> WsClient:
-                return WsClient(
-                    await stack.enter_async_context(await ws_from(http, server, client_ip))
-                )
-
+    with limited_server(tmp_path / "roost", limits, {}) as server:
+        async with proxied_websockets(server) as ws:
             guesser, waiting = await ws("2001:db8:1:2::1"), await ws("2001:db8:1:2::2")
             await waiting.open()
             await guesser.open()
@@ -257,7 +248,7 @@ async def test_issue_9_failed_authentications_ban_the_whole_64(tmp_path: Path) -
 @pytest.mark.asyncio
 async def test_issue_9_bosh_sessions_are_counted_by_the_64(tmp_path: Path) -> None:
     limits = {"connection_rate_per_ip": 100}
-    with proxied_server(tmp_path / "roost", limits, {"bosh_sessions_per_ip": 1}) as server:
+    with limited_server(tmp_path / "roost", limits, {"bosh_sessions_per_ip": 1}) as server:
         async with aiohttp.ClientSession() as http:
 
             def bosh(client_ip: str) -> BoshClient:
