@@ -216,24 +216,48 @@ async def test_account_answers_a_contact_subscribed_to_its_presence(
     assert identities == {("account", "registered")}
     assert NS_VCARD in features
     assert items_of(await request(alice_client, disco_iq(bob, items=True))) == []
-    # alice's roster has bob as 'to' only: bob may not see alice's presence, nor her disco
+    # alice's roster has bob as 'to' only: bob may not see alice's presence, nor her disco#info;
+    # her disco#items is empty to him as to anyone (XEP-0030 §8 rule 2)
     assert error_condition(await request(bob_client, disco_iq(alice))) == "service-unavailable"
-    refused = await request(bob_client, disco_iq(alice, items=True))
-    assert error_condition(refused) == "service-unavailable"
+    assert items_of(await request(bob_client, disco_iq(alice, items=True))) == []
 
 
 @pytest.mark.asyncio
 async def test_account_does_not_answer_strangers_nor_reveal_missing_accounts(
     login: Logins, new_user: Callable[[str], str]
 ) -> None:
+    """disco#info to a stranger's or a missing account: service-unavailable (§8 rule 1)."""
     alice, bob = new_user("alice"), new_user("bob")
     client = await login(alice)
     for to in (bob, f"nobody-here@{DOMAIN}"):
-        for items in (False, True):
-            reply = await request(client, disco_iq(to, items=items))
-            assert error_condition(reply) == "service-unavailable", (to, items)
+        reply = await request(client, disco_iq(to))
+        assert error_condition(reply) == "service-unavailable", to
         with_node = await request(client, disco_iq(to, node="urn:example:node"))
-        assert error_condition(with_node) == "service-unavailable"
+        assert error_condition(with_node) == "service-unavailable", to
+
+
+def items_answer(reply: Element) -> tuple[str | None, str | None, str | None, list[Element]]:
+    """(type, from, node of the query, items) of a disco#items reply."""
+    query = reply.find("query", NS_DISCO_ITEMS)
+    node = None if query is None else query.get("node")
+    return reply.get("type"), reply.get("from"), node, items_of(reply)
+
+
+@pytest.mark.asyncio
+async def test_issue_9_disco_items_to_a_missing_account_is_an_empty_result(
+    login: Logins, new_user: Callable[[str], str]
+) -> None:
+    """XEP-0030 §8 rule 2.1: disco#items to an account that does not exist is an empty
+    result, node or not; to a stranger's account the same (rule 2.2, §4.1), so the two
+    answers do not tell whether the account exists."""
+    alice, bob = new_user("alice"), new_user("bob")
+    client = await login(alice)
+    for to in (f"nobody-here@{DOMAIN}", bob):
+        reply = await request(client, disco_iq(to, items=True))
+        assert items_answer(reply) == ("result", to, None, []), serialize(reply)
+        node = "urn:example:node"
+        reply = await request(client, disco_iq(to, items=True, node=node))
+        assert items_answer(reply) == ("result", to, node, []), serialize(reply)
 
 
 @pytest.mark.asyncio

@@ -3,16 +3,19 @@ failed authentications, stanza sizes, resources per account, the idle timeout.
 
 Every server here has ``exempt_loopback = false`` and small numbers; after each limit bites,
 a fresh client logs in to the same server and gets a ping answered (``assert_server_serves``).
-The per-IP tests tell addresses apart with a second loopback source address, 127.0.0.2.
+The per-IP tests tell addresses apart with a second loopback source address, 127.0.0.2;
+IPv6 clients, which loopback cannot vary (::1 is its only address), come through a trusted
+proxy's ``X-Forwarded-For`` on the WebSocket endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from roost.xml.element import Element
@@ -21,6 +24,7 @@ from roost.xml.parser import StreamEnd
 from roost.xml.serializer import STREAM_CLOSE
 from tests.integration.harness import (
     DOMAIN,
+    PASSWORD,
     RawClient,
     ServerProcess,
     make_server,
@@ -37,14 +41,26 @@ from tests.integration.rawhelpers import (
     read_stream_error,
     restart,
 )
+from tests.integration.webclient import BoshClient, WsClient, is_stream_error, open_frame, sasl
 
 OTHER_ADDRESS = "127.0.0.2"  # loopback too, but another IP for the per-IP limits
 
 
 @contextmanager
-def limited_server(directory: Path, limits: Mapping[str, object]) -> Iterator[ServerProcess]:
-    """A server with per-IP limits on loopback and these limits; alice@localhost exists."""
-    server = make_server(directory, limits={"exempt_loopback": False, **limits})
+def limited_server(
+    directory: Path, limits: Mapping[str, object], http: Mapping[str, object] | None = None
+) -> Iterator[ServerProcess]:
+    """A server with per-IP limits on loopback and these limits; alice@localhost exists.
+
+    ``http``: also the HTTP listener with these ``[http]`` options (loopback is a trusted
+    proxy there, so ``X-Forwarded-For`` gives the client address).
+    """
+    server = make_server(
+        directory,
+        limits={"exempt_loopback": False, **limits},
+        http=http is not None,
+        http_options=http,
+    )
     server.add_user("alice")
     server.start()
     try:
@@ -152,6 +168,107 @@ async def test_failure_reaching_stream_and_ip_limits_at_once_closes_the_stream_o
             error = await read_stream_error(client)
             assert error_condition(error) in ("policy-violation", "not-authorized")
         await assert_server_serves(server, "alice@localhost", source=OTHER_ADDRESS)
+
+
+# -- per-IP limits for IPv6 clients: counted by their /64 (issue 9) --------------------------------
+WebSocketFrom = Callable[[str], Awaitable[WsClient]]
+
+
+@asynccontextmanager
+async def proxied_websockets(server: ServerProcess) -> AsyncIterator[WebSocketFrom]:
+    """Open WebSockets whose client address, as the trusted proxy says, is the one given;
+    all are closed at the end."""
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as stack:
+
+        async def ws(client_ip: str) -> WsClient:
+            socket = await http.ws_connect(
+                server.http_url + "/xmpp-websocket",
+                protocols=("xmpp",),
+                headers={"X-Forwarded-For": client_ip},
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+            )
+            return WsClient(await stack.enter_async_context(socket))
+
+        yield ws
+
+
+async def ws_stream_error(client: WsClient) -> Element:
+    """The stream error the server sends next (what comes before it is skipped)."""
+    while not is_stream_error(element := await client.next()):
+        pass
+    return element
+
+
+async def ws_refused(client: WsClient) -> Element:
+    """Open a stream that the per-IP limits refuse: the error after the server's <open/>."""
+    await client.send(open_frame())
+    await client.next()  # <open/>
+    return await ws_stream_error(client)
+
+
+@pytest.mark.asyncio
+async def test_issue_9_ipv6_clients_are_counted_by_their_64(tmp_path: Path) -> None:
+    limits = {"connections_per_ip": 1, "connection_rate_per_ip": 100}
+    with limited_server(tmp_path / "roost", limits, {}) as server:
+        async with proxied_websockets(server) as ws:
+            await (await ws("2001:db8:1:2::1")).open()
+            error = await ws_refused(await ws("2001:db8:1:2:ffff:ffff:ffff:fffe"))
+            assert error_condition(error) == "policy-violation"
+            assert "unauthenticated" in error_text(error)
+            await (await ws("2001:db8:1:3::1")).open()  # the next /64 is another subscriber
+            await (await ws("203.0.113.5")).open()
+            error = await ws_refused(await ws("::ffff:203.0.113.5"))  # the same IPv4 client
+            assert error_condition(error) == "policy-violation"
+            await (await ws("203.0.113.6")).open()  # IPv4 addresses are not grouped
+        await assert_server_serves(server, "alice@localhost")
+
+
+@pytest.mark.asyncio
+async def test_issue_9_failed_authentications_ban_the_whole_64(tmp_path: Path) -> None:
+    limits = {"auth_failures_per_ip": 2, "connection_rate_per_ip": 100}
+    with limited_server(tmp_path / "roost", limits, {}) as server:
+        async with proxied_websockets(server) as ws:
+            guesser, waiting = await ws("2001:db8:1:2::1"), await ws("2001:db8:1:2::2")
+            await waiting.open()
+            await guesser.open()
+            for guess in ("wrong1", "wrong2"):  # the second failure of the /64: a ban
+                answer = await sasl(guesser.exchange, "alice", guess, "PLAIN")
+                assert answer.name == "failure", answer
+            error = await ws_stream_error(guesser)
+            assert "failed authentication" in error_text(error)
+            # the other unauthenticated stream of the /64 is closed too, from another address
+            assert error_condition(await ws_stream_error(waiting)) == "policy-violation"
+            error = await ws_refused(await ws("2001:db8:1:2:abcd::1"))  # never failed, same /64
+            assert "failed authentication" in error_text(error)
+            elsewhere = await ws("2001:db8:1:3::1")  # another /64 is not banned
+            assert (await elsewhere.login("alice", PASSWORD)).startswith("alice@localhost/")
+        await assert_server_serves(server, "alice@localhost")
+
+
+@pytest.mark.asyncio
+async def test_issue_9_bosh_sessions_are_counted_by_the_64(tmp_path: Path) -> None:
+    limits = {"connection_rate_per_ip": 100}
+    with limited_server(tmp_path / "roost", limits, {"bosh_sessions_per_ip": 1}) as server:
+        async with aiohttp.ClientSession() as http:
+
+            def bosh(client_ip: str) -> BoshClient:
+                url = server.http_url + "/http-bind"
+                return BoshClient(http, url, {"X-Forwarded-For": client_ip})
+
+            first = bosh("2001:db8:1:2::1")
+            assert (await first.create()).get("sid")
+            refused = await bosh("2001:db8:1:2::2").create()
+            assert (refused.get("type"), refused.get("condition")) == (
+                "terminate",
+                "policy-violation",
+            )
+            other = bosh("2001:db8:1:3::1")
+            assert (await other.create()).get("sid")
+            await first.post({"type": "terminate"})
+            again = bosh("2001:db8:1:2::3")  # the /64's session ended: its place is free
+            assert (await again.create()).get("sid")
+            for client in (other, again):
+                await client.post({"type": "terminate"})
 
 
 # -- stanza sizes --------------------------------------------------------------------------------

@@ -242,13 +242,14 @@ class C2SSession:
         peer = self.conn.peer
         if not self.core.limiter.auth_failed(peer):
             return
-        # The address is banned: close its other unauthenticated streams too, or they could go
-        # on guessing through the ban (only new connections are refused). Bans are rare, so
-        # scanning the connections here costs nothing on the hot path.
+        # The address is banned: close its other unauthenticated streams too (all of its IPv6
+        # /64), or they could go on guessing through the ban (only new connections are
+        # refused). Bans are rare, so scanning the connections here costs nothing on the hot path.
         text = "too many failed authentication attempts"
         self.close(StreamError("policy-violation", text))
+        banned = self.core.limiter.banned
         for session in list(self.core.connections):
-            if session.conn.peer == peer and session.stream.authenticated is None:
+            if session.stream.authenticated is None and banned(session.conn.peer):
                 session.close(StreamError("policy-violation", text))
 
     def _authenticated(self, action: ev.Authenticated) -> None:

@@ -11,7 +11,8 @@ limits plus ``BODY_OVERHEAD`` for the wrapper).
   ``[http].bosh_max_wait``, ``hold`` by ``MAX_HOLD``; ``requests`` is hold + 1. It becomes a
   stream header; the answer carries sid, wait, hold, requests, inactivity, polling, ver,
   from, authid (the stream id), ``xmpp:version``, ``xmpp:restartlogic`` and the features.
-  At most ``[http].bosh_sessions_per_ip`` sessions per client address (``policy-violation``).
+  At most ``[http].bosh_sessions_per_ip`` sessions per client address, an IPv6 client's /64
+  (``core.limits.address_key``), else ``policy-violation``.
 - Requests are processed in ``rid`` order (§14.1): a request ahead of the next expected rid
   but within the window of ``requests`` waits for the ones before it; beyond the window, or
   a rid already answered whose answer is no longer kept, is ``item-not-found`` (§14.2). A
@@ -155,7 +156,8 @@ class BoshEndpoint:
             return terminate_body("bad-request")
         if body.get("to") is None:
             return terminate_body("improper-addressing")
-        if self._per_ip.get(info.ip, 0) >= settings.bosh_sessions_per_ip and not self._exempt(
+        client = self.ctx.core.limiter.key(info.ip)  # an IPv4 address or an IPv6 /64
+        if self._per_ip.get(client, 0) >= settings.bosh_sessions_per_ip and not self._exempt(
             info.ip
         ):
             return terminate_body("policy-violation")
@@ -171,7 +173,7 @@ class BoshEndpoint:
             header=bosh_header(body),
         )
         self.sessions[sid] = session
-        self._per_ip[info.ip] = self._per_ip.get(info.ip, 0) + 1
+        self._per_ip[client] = self._per_ip.get(client, 0) + 1
         session.session = self.ctx.open_session(session, info)
         return session.created(_version(body.get("ver")))
 
@@ -187,11 +189,12 @@ class BoshEndpoint:
         """Forget a session (idempotent)."""
         if self.sessions.pop(session.sid, None) is None:
             return
-        count = self._per_ip.get(session.peer, 0) - 1
+        client = self.ctx.core.limiter.key(session.peer)
+        count = self._per_ip.get(client, 0) - 1
         if count > 0:
-            self._per_ip[session.peer] = count
+            self._per_ip[client] = count
         else:
-            self._per_ip.pop(session.peer, None)
+            self._per_ip.pop(client, None)
 
     async def shutdown(self) -> None:
         """The server stops: end every session still there, answering waiting requests."""

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from roost.config import LimitsSection
-from roost.core.limits import Limiter, ReadBudget, memory_available, memory_in_use
+from roost.core.limits import (
+    Limiter,
+    ReadBudget,
+    address_key,
+    memory_available,
+    memory_in_use,
+)
 
 
 def limiter(**changes: object) -> Limiter:
@@ -57,6 +63,99 @@ def test_loopback_is_exempt_only_when_configured(address: str) -> None:
     exempt = limiter(connections_per_ip=1, exempt_loopback=True)
     assert all(exempt.refuse_reason(address) is None for _ in range(50))
     assert not any(exempt.auth_failed(address) for _ in range(50))
+
+
+# -- what "per IP" counts: an IPv4 address, an IPv6 /64 (issue 9) -----------------------------
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # IPv4 through a dual-stack socket
+        ("::FFFF:c000:0201", "192.0.2.1"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:0db8:0001:0002:0000:0000:0000:0009", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),  # the scope is not part of the network
+        ("::1", "::/64"),
+        ("unknown", "unknown"),  # not an address (a Unix socket): counted as it is
+    ],
+)
+def test_address_key_is_the_ipv4_address_or_the_ipv6_64(address: str, key: str) -> None:
+    assert address_key(address) == key
+
+
+def test_address_key_prefix_length_can_be_changed() -> None:
+    assert address_key("2001:db8:1:2ff::1", 56) == "2001:db8:1:200::/56"
+    assert address_key("2001:db8:1:2::1", 128) == "2001:db8:1:2::1/128"
+    assert address_key("192.0.2.1", 56) == "192.0.2.1"  # IPv4 is always the address
+
+
+def test_ipv6_addresses_of_one_64_share_the_unauthenticated_connections() -> None:
+    limits = limiter(connections_per_ip=2, connection_rate_per_ip=100)
+    assert limits.refuse_reason("2001:db8:1:2::1") is None
+    assert limits.refuse_reason("2001:db8:1:2::2") is None
+    assert limits.refuse_reason("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == (
+        "too many unauthenticated connections from your address"
+    )
+    assert limits.refuse_reason("2001:db8:1:3::1") is None  # another /64 has its own count
+    limits.authenticated("2001:db8:1:2::2")  # a place of the /64, whichever address took it
+    assert limits.refuse_reason("2001:db8:1:2::77") is None
+
+
+def test_ipv6_addresses_of_one_64_share_the_connection_rate() -> None:
+    limits = limiter(connections_per_ip=100, connection_rate_per_ip=3)
+    reasons = [limits.refuse_reason(f"2001:db8:1:2::{n}") for n in range(1, 5)]
+    assert reasons[:3] == [None, None, None]
+    assert reasons[3] == "too many new connections from your address"
+    assert limits.refuse_reason("2001:db8:1:3::1") is None
+
+
+def test_ipv4_mapped_address_counts_as_the_ipv4_address() -> None:
+    limits = limiter(connections_per_ip=1, connection_rate_per_ip=100)
+    assert limits.refuse_reason("192.0.2.3") is None
+    assert limits.refuse_reason("::ffff:192.0.2.3") is not None
+    assert limits.refuse_reason("192.0.2.4") is None  # IPv4 is not grouped into networks
+
+
+def test_failed_authentications_from_one_64_ban_the_whole_64() -> None:
+    limits = limiter(auth_failures_per_ip=3, auth_ban_time=60, connection_rate_per_ip=100)
+    assert limits.auth_failed("2001:db8:1:2::1") is False
+    assert limits.auth_failed("2001:db8:1:2::2") is False
+    assert limits.auth_failed("2001:db8:1:2::3") is True  # three failures of one /64
+    assert limits.banned("2001:db8:1:2::1")
+    assert limits.banned("2001:db8:1:2:ffff::9")  # an address that never failed
+    assert not limits.banned("2001:db8:1:3::1")
+    reason = limits.refuse_reason("2001:db8:1:2::abcd")
+    assert reason is not None
+    assert "failed authentication" in reason
+    assert limits.refuse_reason("2001:db8:1:3::1") is None
+
+
+def test_ban_of_an_ipv4_address_is_that_address_only() -> None:
+    limits = limiter(auth_failures_per_ip=1, auth_ban_time=60, connection_rate_per_ip=100)
+    assert limits.auth_failed("::ffff:192.0.2.5") is True
+    assert limits.banned("192.0.2.5")
+    assert not limits.banned("192.0.2.6")
+
+
+def test_limiter_prefix_128_counts_each_ipv6_address() -> None:
+    settings = dataclasses.replace(LimitsSection(), connections_per_ip=1)
+    limits = Limiter(settings, ipv6_prefix=128)
+    assert limits.refuse_reason("2001:db8:1:2::1") is None
+    assert limits.refuse_reason("2001:db8:1:2::2") is None
+    assert limits.refuse_reason("2001:db8:1:2::2") is not None
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.8.9.10", "::ffff:127.0.0.1", "::1"])
+def test_every_loopback_form_is_exempt_when_configured(address: str) -> None:
+    exempt = limiter(connections_per_ip=1, connection_rate_per_ip=1, exempt_loopback=True)
+    assert all(exempt.refuse_reason(address) is None for _ in range(50))
+    assert not any(exempt.auth_failed(address) for _ in range(50))
+    assert not exempt.banned(address)
+    # ::1's /64 is ::/64, which holds no other address a client could come from; the
+    # exemption is decided on the address itself, never on the network it is counted in
+    assert exempt.refuse_reason("::2") is None
+    assert exempt.refuse_reason("::2") is not None
 
 
 # -- the read budget (read_rate, read_burst) ------------------------------------------------------
