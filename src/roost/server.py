@@ -16,7 +16,10 @@ import sys
 from typing import Final
 
 from roost.config import Config, ConfigError
-from roost.core.module import Module, ModuleAPI
+from roost.config.options import module_options, module_table_warnings
+from roost.core.host import Host
+from roost.core.module import Module, ModuleAPI, stop_module
+from roost.core.registry import discover, module_order
 from roost.core.server import ServerCore
 from roost.modules import BUILTIN
 from roost.storage import open_storage
@@ -30,31 +33,13 @@ SWEEP_INTERVAL: Final = 5.0  # seconds between timeout sweeps (shorter when time
 SHUTDOWN_GRACE: Final = 0.5  # seconds for closing tags to drain at shutdown
 
 
-def module_order(enabled: tuple[str, ...] | None, file: str = "roost.toml") -> list[type[Module]]:
-    """The module classes to load, dependencies first; ConfigError for unknown names."""
-    names = list(BUILTIN) if enabled is None else list(enabled)
-    ordered: list[type[Module]] = []
-
-    def add(name: str, chain: tuple[str, ...]) -> None:
-        cls = BUILTIN.get(name)
-        if cls is None:
-            known = ", ".join(sorted(BUILTIN))
-            raise ConfigError(
-                f"{file}: [modules].enabled: unknown module {name!r} (known: {known})"
-            )
-        if cls in ordered:
-            return
-        if name in chain:
-            raise ConfigError(
-                f"{file}: [modules].enabled: circular dependency {' -> '.join(chain)}"
-            )
-        for dep in cls.depends:
-            add(dep, (*chain, name))
-        ordered.append(cls)
-
-    for name in names:
-        add(name, ())
-    return ordered
+def load_modules(host: Host, modules: list[type[Module]], options: dict[str, object]) -> None:
+    """Set up ``modules`` (dependencies first) on ``host``."""
+    for cls in modules:
+        api = ModuleAPI(host, cls.name, options.get(cls.name))
+        module = cls(api)
+        module.setup(api)
+        host.modules[cls.name] = (module, api)
 
 
 class Server:
@@ -70,7 +55,20 @@ class Server:
     async def start(self) -> None:
         """Open storage, load modules, start listening."""
         config = self.config
-        modules = module_order(config.modules.enabled, config.path.name)
+        known = discover(BUILTIN)
+        modules = module_order(known, config.modules.enabled, config.path.name)
+        loaded = [cls.name for cls in modules]
+        for warning in module_table_warnings(config.modules.options, built=known, loaded=loaded):
+            log.warning("%s: %s", config.path.name, warning)
+        options: dict[str, object] = {
+            cls.name: module_options(
+                cls.Options,
+                config.modules.options.get(cls.name),
+                file=config.path.name,
+                module=cls.name,
+            )
+            for cls in modules
+        }
         config.server.data_dir.mkdir(parents=True, exist_ok=True)
         cert, key = ensure_certificate(config)
         starttls = server_context(cert, key)
@@ -81,12 +79,13 @@ class Server:
         await storage.open()
         core = ServerCore(config, storage, cb_data=end_point_hash(cert), tls_available=True)
         self.core = core
-        for host in core.hosts.values():
-            for cls in modules:
-                api = ModuleAPI(host, cls.name)
-                module = cls(api)
-                module.setup(api)
-                host.modules[cls.name] = (module, api)
+        for host in list(core.routes.user_hosts()):
+            load_modules(host, [cls for cls in modules if cls.service is None], options)
+        for cls in modules:
+            domain = None if cls.service is None else getattr(config.services, cls.service, None)
+            if domain:
+                host = core.hosts.get(domain) or core.add_service_host(domain)
+                load_modules(host, [cls], options)
         await self._listen(core, starttls, direct)
         if config.listen.http is not None:
             tls = server_context(cert, key, alpn=["http/1.1"]) if config.http.tls else None
@@ -136,8 +135,7 @@ class Server:
             await self._http.stop()
         for host in core.hosts.values():
             for module, api in reversed(list(host.modules.values())):
-                api.unload()
-                module.teardown()
+                await stop_module(module, api)
         await core.storage.close()
         log.info("roost stopped")
 

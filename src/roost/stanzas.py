@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from roost.errors import StanzaError
+from typing import Final
+
+from roost.errors import STANZA_CONDITIONS, StanzaError
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_STANZAS
+
+STANZA_TYPES: Final = frozenset({"auth", "cancel", "continue", "modify", "wait"})
 
 
 def error_reply(stanza: Element, error: StanzaError, by: str | None = None) -> Element:
@@ -49,3 +53,20 @@ def is_error_or_result(stanza: Element) -> bool:
     """Stanzas that must never be answered with an error (§8.3.1, §8.2.3)."""
     kind = stanza.attrs.get("type")
     return kind == "error" or (stanza.name == "iq" and kind == "result")
+
+
+def error_of(reply: Element) -> StanzaError:
+    """The ``StanzaError`` a ``type='error'`` reply carries (RFC 6120 §8.3.2); a condition
+    this server does not know reads as ``undefined-condition``."""
+    err = reply.find("error", NS_CLIENT)
+    condition, text = "undefined-condition", None
+    if err is not None:
+        for child in err.elements():
+            if child.xmlns != NS_STANZAS:
+                continue
+            if child.name == "text":
+                text = child.text
+            elif child.name in STANZA_CONDITIONS:
+                condition = child.name
+    type_ = None if err is None else err.attrs.get("type")
+    return StanzaError(condition, text, type_ if type_ in STANZA_TYPES else None)

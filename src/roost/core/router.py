@@ -1,27 +1,34 @@
-"""The router: the one place where stanzas move (DESIGN.md §1.3).
+"""The router: the one place where stanzas move (DESIGN.md §1.3, §2a).
 
-``route(stanza, origin)`` reads only the envelope (name, type, id, to, from), classifies the
-destination relative to the host that serves it (host, bare, full, self), and dispatches with
-one dict lookup to the handlers modules registered. It returns None when the stanza is done,
-or an awaitable when a handler must wait (the calling session then pauses, RFC 6120 §10.1).
+Way in: ``route(stanza, origin)`` reads only the envelope (name, type, id, to, from) and
+1. runs the *pre-route* handlers of the sender's host when the sender is one of its accounts,
+   whatever the destination (Prosody's ``pre-message/*``; blocking's outbound rule, later
+   carbons and the archive of sent messages);
+2. looks the destination domain up in the route table (``roost.core.routes``): a local host
+   (user or service), a component, or the remote router;
+3. for a local host, classifies the address (host, bare, full, self), runs the host's
+   filters, then dispatches with one dict lookup to the handlers modules registered; what
+   nobody handled gets the host's defaults (RFC 6121 §8.5 for user hosts, RFC 6120 §8.4 for
+   services: see ``roost.core.routes``).
+It returns None when the stanza is done, or an awaitable when a handler must wait (the
+calling connection then pauses, RFC 6120 §10.1).
 
-Defaults when no module handles a stanza (RFC 6120 §8, §10; RFC 6121 §8.5):
-- iq get/set: ``service-unavailable`` (§8.4), except to a bound full JID, where it is
-  delivered; an iq without an id or without exactly one payload: ``bad-request``.
-- iq result/error: to the server → the waiting request (``core.iq``); to a bound full JID →
-  delivered; otherwise dropped.
-- message/presence to a bound full JID → delivered; to a full JID that is not bound → handled
-  as if addressed to the bare JID (§8.5.3.2, modules decide); then message →
-  ``service-unavailable``, presence → dropped.
-- a domain we do not serve → ``remote-server-not-found`` (no federation yet).
-- never an error in reply to an error or to an iq result (§8.3.1).
+Way out: ``deliver(session, stanza)`` is the only way a stanza reaches a client: the host's
+outgoing filters, then the session's own chain (``Session.outgoing``: stream management,
+client state indication), then the session's carrier. Nothing else writes to sessions.
+
+Also here (RFC 6120 §8): an iq without an id or without exactly one payload gets
+``bad-request``; an iq result/error to the server itself answers the request the server made
+(``roost.core.iq``: matched by id *and* sender); never an error in reply to an error or to an
+iq result (§8.3.1). Error replies the router makes itself skip the pre-route handlers and
+the filters: they answer a stanza that already went through them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from roost.core.stanza import (
     BARE,
@@ -30,8 +37,8 @@ from roost.core.stanza import (
     SELF,
     IqHandler,
     IqRequest,
+    Outbound,
     Routed,
-    StanzaFilter,
     StanzaHandler,
 )
 from roost.errors import StanzaError
@@ -41,28 +48,46 @@ from roost.xml.element import Element
 
 if TYPE_CHECKING:
     from roost.core.server import ServerCore
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
 
 log = logging.getLogger(__name__)
 
 Pending = Awaitable[None] | None
+Answer = bool | Awaitable[bool | None] | None
+
+
+class _Carried(Protocol):
+    @property
+    def stanza(self) -> Element: ...
+    @property
+    def origin(self) -> Session | None: ...
+
+
+A = TypeVar("A", bound=_Carried)
 
 
 class Router:
-    """Classifies and dispatches stanzas; see the module docstring for the rules."""
+    """Classifies, dispatches and delivers stanzas; see the module docstring for the rules."""
 
-    __slots__ = ("_core", "_hosts", "_sessions")
+    __slots__ = ("_core", "_hosts", "_iq", "_metrics", "_routes", "_sessions")
 
     def __init__(self, core: ServerCore) -> None:
         self._core = core
-        self._hosts = core.hosts
+        self._routes = core.routes
+        self._hosts = core.routes.hosts
         self._sessions = core.sessions
+        self._iq = core.iq
+        self._metrics = core.limiter.metrics
 
-    def route(self, stanza: Element, origin: C2SSession | None) -> Pending:
-        """Deliver or dispatch one stanza; see the module docstring."""
+    # -- the way in ----------------------------------------------------------------------------
+    def route(self, stanza: Element, origin: Session | None, *, policy: bool = True) -> Pending:
+        """Deliver or dispatch one stanza; see the module docstring.
+
+        ``policy=False`` skips pre-route handlers and filters (the router's own replies).
+        """
         attrs = stanza.attrs
         try:
-            sender = origin.jid if origin is not None and origin.jid else JID.parse(attrs["from"])
+            sender = origin.jid if origin is not None else JID.parse(attrs["from"])
         except (KeyError, JIDError):
             log.warning("dropping a %s without a valid sender", stanza.name)
             return None
@@ -77,24 +102,37 @@ class Router:
                 to = JID.parse(to_raw)
             except JIDError:
                 return self.bounce(stanza, StanzaError("jid-malformed"), origin)
+        if policy and sender.local is not None:
+            own = self._hosts.get(sender.domain)
+            if own is not None and own.pre_route:
+                outbound = Outbound(stanza, sender, to, own, origin)
+                return self._chain(own.pre_route, 0, outbound, self._after_pre_route)
+        return self._to_destination(stanza, sender, to, origin, policy)
+
+    def _after_pre_route(self, outbound: Outbound) -> Pending:
+        return self._to_destination(outbound.stanza, outbound.sender, outbound.to, outbound.origin)
+
+    def _to_destination(
+        self, stanza: Element, sender: JID, to: JID, origin: Session | None, policy: bool = True
+    ) -> Pending:
         host = self._hosts.get(to.domain)
         if host is None:
-            return self.bounce(
-                stanza,
-                StanzaError("remote-server-not-found", "federation is not available"),
-                origin,
-            )
+            component = self._routes.component(to.domain)
+            if component is not None:
+                component.deliver(stanza)
+                return None
+            return self._routes.remote.route_remote(self, stanza, to, origin)
         if to.local is None:
             addressing = HOST
         elif to.resource is not None:
             addressing = FULL
-        elif to_raw is None or (origin is not None and to == sender.bare):
+        elif origin is not None and to == sender.bare:
             addressing = SELF
         else:
             addressing = BARE
         routed = Routed(stanza, sender, to, host, origin, addressing)
-        if host.filters:
-            return self._filter(host.filters, 0, routed)
+        if policy and host.filters:
+            return self._chain(host.filters, 0, routed, self._dispatch)
         return self._dispatch(routed)
 
     def _dispatch(self, routed: Routed) -> Pending:
@@ -103,14 +141,85 @@ class Router:
             return self._route_iq(routed)
         handlers = routed.host.stanza_handlers.get((stanza.name, routed.addressing))
         if handlers:
-            return self._run(handlers, 0, routed, routed.addressing)
-        return self._default(routed, routed.addressing)
+            return self.run(handlers, 0, routed, routed.addressing)
+        return routed.host.unhandled(self, routed, routed.addressing)
 
-    # -- filters (blocking, privacy) ---------------------------------------------------------
-    def _filter(self, filters: Sequence[StanzaFilter], start: int, routed: Routed) -> Pending:
-        for i in range(start, len(filters)):
+    # -- the way out ---------------------------------------------------------------------------
+    def deliver(self, session: Session, stanza: Element, data: bytes | None = None) -> None:
+        """Hand ``stanza`` to a client session through its outgoing chain.
+
+        ``data``, when given, is ``stanza`` serialized (fan-out serializes once); a filter
+        that replaces the stanza makes it stale, so it is dropped then.
+        """
+        if session.closed:
+            return
+        chain = session.host.outgoing
+        if chain:
+            passed = _through(chain, session, stanza)
+            if passed is None:
+                return
+            if passed is not stanza:
+                stanza, data = passed, None
+        chain = session.outgoing
+        if chain:
+            passed = _through(chain, session, stanza)
+            if passed is None:
+                return
+            if passed is not stanza:
+                stanza, data = passed, None
+        self._metrics.stanzas_out += 1
+        session.carrier.send_stanza(stanza, data)
+
+    # -- handler chains ------------------------------------------------------------------------
+    def _chain(
+        self,
+        handlers: Sequence[Callable[[A], Answer]],
+        start: int,
+        arg: A,
+        then: Callable[[A], Pending],
+    ) -> Pending:
+        """Run pre-route handlers or filters until one returns True; then ``then(arg)``."""
+        for i in range(start, len(handlers)):
             try:
-                result = filters[i](routed)
+                result = handlers[i](arg)
+            except StanzaError as err:
+                return self.bounce(arg.stanza, err, arg.origin)
+            except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
+                return self._crashed(arg.stanza, arg.origin)
+            if result is True:
+                return None
+            if result is not None and result is not False:
+                return self._chain_async(result, handlers, i + 1, arg, then)
+        return then(arg)
+
+    async def _chain_async(
+        self,
+        pending: Awaitable[bool | None],
+        handlers: Sequence[Callable[[A], Answer]],
+        start: int,
+        arg: A,
+        then: Callable[[A], Pending],
+    ) -> None:
+        try:
+            stop = await pending
+        except StanzaError as err:
+            self.bounce(arg.stanza, err, arg.origin)
+            return
+        except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
+            self._crashed(arg.stanza, arg.origin)
+            return
+        if stop is not True:
+            more = self._chain(handlers, start, arg, then)
+            if more is not None:
+                await more
+
+    def run(
+        self, handlers: Sequence[StanzaHandler], start: int, routed: Routed, addressing: str
+    ) -> Pending:
+        """Run message/presence handlers until one handles the stanza; then the defaults."""
+        for i in range(start, len(handlers)):
+            try:
+                result = handlers[i](routed)
             except StanzaError as err:
                 return self.bounce(routed.stanza, err, routed.origin)
             except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
@@ -118,50 +227,8 @@ class Router:
             if result is True:
                 return None
             if result is not None and result is not False:
-                return self._filter_async(result, filters, i + 1, routed)
-        return self._dispatch(routed)
-
-    async def _filter_async(
-        self,
-        pending: Awaitable[bool | None],
-        filters: Sequence[StanzaFilter],
-        start: int,
-        routed: Routed,
-    ) -> None:
-        try:
-            stop = await pending
-        except StanzaError as err:
-            self.bounce(routed.stanza, err, routed.origin)
-            return
-        except Exception:  # noqa: BLE001 - logged with the stanza id in _crashed
-            self._crashed(routed.stanza, routed.origin)
-            return
-        if stop is not True:
-            more = self._filter(filters, start, routed)
-            if more is not None:
-                await more
-
-    # -- message and presence ----------------------------------------------------------------
-    def _run(
-        self, handlers: Sequence[StanzaHandler], start: int, routed: Routed, addressing: str
-    ) -> Pending:
-        for i in range(start, len(handlers)):
-            try:
-                result = handlers[i](routed)
-            except StanzaError as err:
-                return self.bounce(routed.stanza, err, routed.origin)
-            except Exception:
-                log.exception(
-                    "handler failed on %s id=%s", routed.stanza.name, routed.stanza.get("id")
-                )
-                return self.bounce(
-                    routed.stanza, StanzaError("internal-server-error"), routed.origin
-                )
-            if result is True:
-                return None
-            if result is not None and result is not False:
                 return self._run_async(result, handlers, i + 1, routed, addressing)
-        return self._default(routed, addressing)
+        return routed.host.unhandled(self, routed, addressing)
 
     async def _run_async(
         self,
@@ -180,27 +247,13 @@ class Router:
             self._crashed(routed.stanza, routed.origin)
             return
         if handled is not True:
-            more = self._run(handlers, start, routed, addressing)
+            more = self.run(handlers, start, routed, addressing)
             if more is not None:
                 await more
 
-    def _default(self, routed: Routed, addressing: str) -> Pending:
-        stanza = routed.stanza
-        if addressing == FULL:
-            session = self._sessions.get(str(routed.to))
-            if session is not None:
-                session.send(stanza)
-                return None
-            handlers = routed.host.stanza_handlers.get((stanza.name, BARE))  # §8.5.3.2
-            if handlers:
-                return self._run(handlers, 0, routed, BARE)
-        if stanza.name == "message":
-            return self.bounce(stanza, StanzaError("service-unavailable"), routed.origin)
-        return None
-
     # -- iq ------------------------------------------------------------------------------------
     def _route_iq(self, routed: Routed) -> Pending:
-        stanza, to, origin, addressing = routed.stanza, routed.to, routed.origin, routed.addressing
+        stanza, origin, addressing = routed.stanza, routed.origin, routed.addressing
         kind = stanza.attrs.get("type")
         if kind == "get" or kind == "set":
             payloads = [c for c in stanza.children if type(c) is Element]
@@ -214,22 +267,14 @@ class Router:
             if handler is None and addressing == SELF:
                 handler = handlers.get((kind, BARE, payload.xmlns, payload.name))
             if handler is not None:
-                request = IqRequest(stanza, payload, routed.sender, to, routed.host, origin)
+                request = IqRequest(stanza, payload, routed.sender, routed.to, routed.host, origin)
                 return self._call_iq(handler, request)
-            if addressing == FULL:
-                session = self._sessions.get(str(to))
-                if session is not None:
-                    session.send(stanza)
-                    return None
-            return self.bounce(stanza, StanzaError("service-unavailable"), origin)
+            return routed.host.unhandled_iq(self, routed)
         if kind == "result" or kind == "error":
             if addressing == HOST:
-                self._core.iq.reply(stanza)
-            elif addressing == FULL:
-                session = self._sessions.get(str(to))
-                if session is not None:
-                    session.send(stanza)
-            return None
+                self._iq.reply(stanza, routed.sender)
+                return None
+            return routed.host.iq_response(self, routed)
         return self.bounce(stanza, StanzaError("bad-request", "invalid iq type"), origin)
 
     def _call_iq(self, handler: IqHandler, request: IqRequest) -> Pending:
@@ -256,26 +301,50 @@ class Router:
         self._reply(request, payload)
 
     def _reply(self, request: IqRequest, payload: Element | None) -> None:
-        reply = iq_result(request.stanza, payload)
-        if request.origin is not None:
-            request.origin.send(reply)
-        else:
-            self.route(reply, None)
+        self._answer(iq_result(request.stanza, payload), request.origin)
 
-    def _crashed(self, stanza: Element, origin: C2SSession | None) -> Pending:
+    def _crashed(self, stanza: Element, origin: Session | None) -> Pending:
         """A handler raised: log once with the stanza id, answer internal-server-error."""
         # called from except blocks only, so the traceback is the handler's
         log.error("handler failed on %s id=%s", stanza.name, stanza.get("id"), exc_info=True)  # noqa: LOG014
         return self.bounce(stanza, StanzaError("internal-server-error"), origin)
 
-    # -- errors --------------------------------------------------------------------------------
-    def bounce(self, stanza: Element, error: StanzaError, origin: C2SSession | None) -> Pending:
+    # -- replies -------------------------------------------------------------------------------
+    def bounce(self, stanza: Element, error: StanzaError, origin: Session | None) -> Pending:
         """Answer ``stanza`` with ``error`` (never an error to an error or an iq result)."""
         if is_error_or_result(stanza):
             return None
-        reply = error_reply(stanza, error)
-        if origin is not None:
-            origin.send(reply)
-        elif "to" in reply.attrs and reply.attrs.get("from"):
-            self.route(reply, None)
+        self._answer(error_reply(stanza, error), origin)
         return None
+
+    def _answer(self, reply: Element, origin: Session | None) -> None:
+        """A reply of the server's: to the session the request came from, or routed back
+        (past the policy that the request already went through)."""
+        if origin is not None:
+            self.deliver(origin, reply)
+        elif "to" in reply.attrs and reply.attrs.get("from"):
+            self.route(reply, None, policy=False)
+
+
+def _through(
+    chain: Sequence[Callable[[Session, Element], Element | None]],
+    session: Session,
+    stanza: Element,
+) -> Element | None:
+    """Run an outgoing chain; None when a step consumed the stanza."""
+    for step in chain:
+        try:
+            passed = step(session, stanza)
+        except Exception:
+            log.exception("outgoing filter %r failed on %s", step, stanza.name)
+            continue
+        if passed is None:
+            return None
+        stanza = passed
+    return stanza
+
+
+def deliver_all(router: Router, targets: Sequence[Session], stanza: Element, data: bytes) -> None:
+    """Deliver one stanza, serialized once as ``data``, to several sessions."""
+    for session in targets:
+        router.deliver(session, stanza, data)

@@ -11,7 +11,7 @@ from roost.xml.element import Element
 
 if TYPE_CHECKING:
     from roost.core.host import Host
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
 
 # How a stanza is addressed, relative to the host that receives it (Prosody's event names):
 Addressing = Literal["host", "bare", "full", "self"]
@@ -29,7 +29,7 @@ class Routed:
     sender: JID
     to: JID
     host: Host
-    origin: C2SSession | None  # the local session it came from, if any
+    origin: Session | None  # the local session it came from, if any
     addressing: str  # HOST, BARE, FULL or SELF
 
     @property
@@ -47,12 +47,25 @@ class IqRequest:
     sender: JID
     to: JID
     host: Host
-    origin: C2SSession | None
+    origin: Session | None
 
     @property
     def type(self) -> str:
         """'get' or 'set'."""
         return self.stanza.attrs["type"]
+
+
+@dataclass(slots=True)
+class Outbound:
+    """A stanza an account of ``host`` sends, before it is routed (to any domain, local or
+    not): what pre-route handlers see (Prosody's ``pre-message/*``, ejabberd's
+    ``user_send_packet``)."""
+
+    stanza: Element
+    sender: JID
+    to: JID
+    host: Host  # the sender's host
+    origin: Session | None  # the session it came from (None: the server on its behalf)
 
 
 IqResult = Element | None
@@ -61,3 +74,5 @@ StanzaHandler = Callable[[Routed], "bool | Awaitable[bool | None] | None"]
 # A filter sees every stanza to a host before dispatch (iq included); True: it was handled
 # (dropped or answered) and goes no further.
 StanzaFilter = StanzaHandler
+# A pre-route handler: True when it handled (refused, consumed) the stanza.
+PreRouteHandler = Callable[[Outbound], "bool | Awaitable[bool | None] | None"]

@@ -2,7 +2,7 @@
 
 A module that provides a service registers it with ``api.provide(RosterService, obj)``; one
 that uses it declares the provider in ``depends`` and calls ``api.service(RosterService)``.
-Events are fired on the server's hook bus (``api.server.hooks.fire(...)``) and received with
+Events are fired on the host's hook bus (``api.fire(...)``) and received with
 ``api.hook(EventType, handler)``.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.jid import JID
     from roost.storage.base import Roster, RosterItem
     from roost.xml.element import Element
@@ -25,7 +25,7 @@ class InitialPresence:
     the probes went out. Offline messages (XEP-0160) are delivered on this event when the
     priority is non-negative; held subscription requests are redelivered (§3.1.3)."""
 
-    session: C2SSession
+    session: Session
 
 
 @dataclass(slots=True)
@@ -34,7 +34,7 @@ class OutgoingPresence:
     current presence). Handlers may add payloads to ``stanza``, e.g. the XEP-0153 avatar
     hash; they must not remove the client's own."""
 
-    session: C2SSession
+    session: Session
     stanza: Element
 
 

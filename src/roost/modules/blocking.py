@@ -47,7 +47,7 @@ from roost.xml.element import Element
 from roost.xml.ns import NS_BLOCKING, NS_BLOCKING_ERRORS, NS_CLIENT
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.storage.base import Roster
 
 MAX_ITEMS: Final = 10_000  # JIDs one user may block (more: policy-violation)
@@ -123,7 +123,7 @@ class Blocking(Module):
         self._host = api.host.name
         self._lists: dict[str, Items] = {}  # localpart -> blocked JIDs (loaded users only)
         self._epoch = 0  # bumped by every change: a load that spans a change is not cached
-        self._interested: dict[str, set[C2SSession]] = {}  # localpart -> asked for the list
+        self._interested: dict[str, set[Session]] = {}  # localpart -> asked for the list
         self._farewells: dict[tuple[str, str], Farewell] = {}  # (localpart, contact bare)
         self._exempt: Element | None = None  # a reply of ours on its way through the router
         self._push_ids = itertools.count(1)
@@ -189,7 +189,7 @@ class Blocking(Module):
     def session_ended(self, event: SessionEnded) -> None:
         """A resource that ends gets no more pushes."""
         jid = event.session.jid
-        if jid is None or jid.domain != self._host or jid.local is None:
+        if jid.local is None:
             return
         sessions = self._interested.get(jid.local)
         if sessions is not None:
@@ -211,7 +211,7 @@ class Blocking(Module):
             push_id = f"blocking-push-{next(self._push_ids)}"
             iq = Element("iq", NS_CLIENT, {"type": "set", "id": push_id, "to": session.jid_str})
             iq.children.append(payload)
-            session.send(iq)
+            self.api.deliver(session, iq)
 
     # -- block lists in memory -----------------------------------------------------------------
     async def items(self, local: str) -> Items:
@@ -316,7 +316,7 @@ class Blocking(Module):
     def _answer(self, routed: Routed, reply: Element) -> None:
         """Send an error reply to the stanza's sender, past the filters that refused it."""
         if routed.origin is not None:
-            routed.origin.send(reply)
+            self.api.deliver(routed.origin, reply)
             return
         try:
             destination = self._owner(JID.parse(reply.attrs.get("to", "")))
@@ -369,7 +369,7 @@ class Blocking(Module):
             if matching_item(before, target) is None:
                 self._hide_contact(target, item, own)
 
-    def _hide_contact(self, contact: JID, item: str, own: list[C2SSession]) -> None:
+    def _hide_contact(self, contact: JID, item: str, own: list[Session]) -> None:
         """Unavailable presence from the contact's available local resources that ``item``
         blocks to the user's available resources (the §3.3 SHOULD; remote contacts need
         what the server received from them, which s2s will know)."""
@@ -382,7 +382,7 @@ class Blocking(Module):
                 gone = Element("presence", NS_CLIENT, {"type": "unavailable"})
                 gone.attrs["from"] = session.jid_str
                 gone.attrs["to"] = mine.jid_str
-                mine.send(gone)
+                self.api.deliver(mine, gone)
 
     async def _reveal(self, user: JID, removed: list[str]) -> None:
         """Current presence to unblocked contacts that may see it; probes to those the user

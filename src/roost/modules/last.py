@@ -40,7 +40,7 @@ from roost.xml.element import Element
 from roost.xml.ns import NS_LAST
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.jid import JID
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class LastActivity(Module):
         return False
 
     # -- recording logouts --------------------------------------------------------------------
-    def available_resources(self, bare: str, but: C2SSession | None = None) -> bool:
+    def available_resources(self, bare: str, but: Session | None = None) -> bool:
         """Whether the account has an available resource other than ``but``."""
         return any(
             s is not but and s.presence is not None
@@ -160,7 +160,7 @@ class LastActivity(Module):
         """A session that ends while available, the account's last one, is a logout."""
         session = event.session
         jid = session.jid
-        if jid is None or jid.domain != self.api.host.name or session.presence is None:
+        if session.presence is None:
             return
         if not self.available_resources(str(jid.bare), session):
             self.spawn(self.record(jid.bare, ""))

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from roost.core.hooks import DEFAULT
 from roost.core.module import Module, ModuleAPI, Spec
+from roost.core.router import deliver_all
 from roost.core.stanza import BARE, SELF, Routed
 from roost.errors import StanzaError
 from roost.modules.offline import OfflineService
@@ -135,9 +136,7 @@ class Message(Module):
         bare = routed.to.bare
         targets = recipients(self.api.server.sessions.resources(str(bare)), kind)
         if targets:
-            data = serialize(stanza)
-            for session in targets:
-                session.send_raw(data)
+            deliver_all(self.api.server.router, targets, stanza, serialize(stanza))
             return True
         if kind == "headline":  # §8.5.2.2.1: silently ignored
             return True

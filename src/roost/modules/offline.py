@@ -42,7 +42,7 @@ from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.xml.element import Element
 
 log = logging.getLogger(__name__)
@@ -126,12 +126,11 @@ class Offline(Module):
     def initial_presence(self, event: InitialPresence) -> None:
         """Deliver the stored messages to a session that became available (priority >= 0)."""
         session = event.session
-        jid = session.jid
-        if jid is None or jid.domain != self.api.host.name or session.priority < 0:
+        if session.priority < 0:
             return
         self.deliver(session)
 
-    def deliver(self, session: C2SSession) -> None:
+    def deliver(self, session: Session) -> None:
         """Start a delivery to ``session`` after any earlier one of the same user."""
         assert session.jid is not None
         user = str(session.jid.bare)
@@ -145,12 +144,12 @@ class Offline(Module):
 
         task.add_done_callback(forget)
 
-    async def deliver_after(self, previous: asyncio.Task[None] | None, session: C2SSession) -> None:
+    async def deliver_after(self, previous: asyncio.Task[None] | None, session: Session) -> None:
         """Wait for the user's previous delivery, then fetch, send and delete."""
         if previous is not None:
             await asyncio.wait([previous])
         jid = session.jid
-        if jid is None or session.closed:
+        if session.closed:
             return
         store = self.api.server.storage.offline
         domain, user = jid.domain, jid.local or ""
@@ -160,7 +159,7 @@ class Offline(Module):
             if session.closed:
                 break
             if blocking is None or not await self.blocked(blocking, jid, data):
-                session.send_raw(data)
+                self.api.deliver(session, parse_fragment(data), data)
             sent.append(message_id)
         if sent:
             await store.delete(domain, user, sent)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Final
 
 from roost.core.hooks import SessionEnded
 from roost.core.module import Module, ModuleAPI, Spec
+from roost.core.router import deliver_all
 from roost.core.stanza import BARE, FULL, SELF, Routed
 from roost.errors import StanzaError
 from roost.jid import JID
@@ -51,10 +52,11 @@ from roost.modules.api import InitialPresence, OutgoingPresence, PresenceService
 from roost.modules.roster import RosterEntry, Rosters, presence, route_all
 from roost.xml.element import Element
 from roost.xml.ns import NS_PRE_APPROVAL
+from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.stream.c2s import C2SStream
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,8 @@ class Presence(Module, PresenceService):
         self.rosters = api.service(Rosters)
         self.sessions = api.server.sessions
         self.router = api.server.router
-        self.hooks = api.server.hooks
-        self._directed: dict[C2SSession, set[str]] = {}
+        self.hooks = api.host.hooks
+        self._directed: dict[Session, set[str]] = {}
         self._last_unavailable: dict[str, Element] = {}
         self._tasks: set[asyncio.Future[object]] = set()
         api.on("presence", SELF, self.own_presence)
@@ -128,22 +130,22 @@ class Presence(Module, PresenceService):
             return _handled(self._unavailable(session, stanza))
         return True
 
-    def _available(self, session: C2SSession, stanza: Element) -> Awaitable[None] | None:
+    def _available(self, session: Session, stanza: Element) -> Awaitable[None] | None:
         assert session.jid is not None
         initial = session.presence is None
         self.hooks.fire(OutgoingPresence(session, stanza))
         session.presence = stanza
         session.priority = priority_of(stanza)
         for other in self._available_sessions(session.jid.bare):
-            other.send(with_to(stanza, other.jid_str))
+            self.api.deliver(other, with_to(stanza, other.jid_str))
             if initial and other is not session and other.presence is not None:
-                session.send(with_to(other.presence, session.jid_str))
+                self.api.deliver(session, with_to(other.presence, session.jid_str))
         entry = self.rosters.cached(session.jid)
         if entry is None:
             return self._broadcast_later(session, stanza, initial)
         return self._broadcast(session, stanza, initial, entry)
 
-    async def _broadcast_later(self, session: C2SSession, stanza: Element, initial: bool) -> None:
+    async def _broadcast_later(self, session: Session, stanza: Element, initial: bool) -> None:
         assert session.jid is not None
         entry = await self.rosters.entry(session.jid)
         if session.presence is stanza:  # not ended or replaced meanwhile
@@ -152,7 +154,7 @@ class Presence(Module, PresenceService):
                 await pending
 
     def _broadcast(
-        self, session: C2SSession, stanza: Element, initial: bool, entry: RosterEntry
+        self, session: Session, stanza: Element, initial: bool, entry: RosterEntry
     ) -> Awaitable[None] | None:
         """To the contacts with 'from'/'both'; on initial presence, probes and what follows."""
         items = entry.items
@@ -174,35 +176,33 @@ class Presence(Module, PresenceService):
         return self._finish_broadcast(pending, session, initial, requests)
 
     async def _finish_broadcast(
-        self, pending: Awaitable[None], session: C2SSession, initial: bool, requests: list[bytes]
+        self, pending: Awaitable[None], session: Session, initial: bool, requests: list[bytes]
     ) -> None:
         await pending
         self._after_broadcast(session, initial, requests)
 
-    def _after_broadcast(self, session: C2SSession, initial: bool, requests: list[bytes]) -> None:
+    def _after_broadcast(self, session: Session, initial: bool, requests: list[bytes]) -> None:
         if not initial or session.closed or session.presence is None:
             return
         for request in requests:  # §3.1.3: held subscription requests
-            session.send_raw(request)
-        self.hooks.fire(InitialPresence(session))
+            self.api.deliver(session, parse_fragment(request), request)
+        self.api.fire(InitialPresence(session))
 
-    def _unavailable(self, session: C2SSession, stanza: Element) -> Awaitable[None] | None:
+    def _unavailable(self, session: Session, stanza: Element) -> Awaitable[None] | None:
         assert session.jid is not None
         was_available = session.presence is not None
         session.presence = None
         self._remember(session.jid.bare, stanza)
-        session.send(with_to(stanza, session.jid_str))
+        self.api.deliver(session, with_to(stanza, session.jid_str))
         if was_available:
             for other in self._available_sessions(session.jid.bare):
-                other.send(with_to(stanza, other.jid_str))
+                self.api.deliver(other, with_to(stanza, other.jid_str))
         directed = self._directed.pop(session, None)
         return self._farewell(session.jid.bare, stanza, was_available, directed)
 
     def ended(self, event: SessionEnded) -> None:
         """A session that ends goes unavailable (§4.5, §4.6.3), whatever the reason."""
         session = event.session
-        if session.jid is None or session.jid.domain != self.api.host.name:
-            return
         directed = self._directed.pop(session, None)
         was_available = session.presence is not None
         session.presence = None
@@ -213,7 +213,7 @@ class Presence(Module, PresenceService):
         if was_available:
             self._remember(user, stanza)
         for other in self._available_sessions(user):
-            other.send(with_to(stanza, other.jid_str))
+            self.api.deliver(other, with_to(stanza, other.jid_str))
         self._spawn(self._farewell(user, stanza, was_available, directed))
 
     def _farewell(
@@ -280,7 +280,7 @@ class Presence(Module, PresenceService):
     def _track(self, routed: Routed) -> None:
         """§4.6: remember who got directed available presence from a session."""
         session, to = routed.origin, routed.to
-        if session is None or session.jid is None or to.bare == session.jid.bare:
+        if session is None or to.bare == session.jid.bare:
             return
         kind = routed.stanza.attrs.get("type")
         if kind is None:
@@ -297,9 +297,7 @@ class Presence(Module, PresenceService):
         """To every available resource of an account (§8.5.2.1.2); none: dropped."""
         targets = self._available_sessions(bare)
         if targets:
-            data = serialize(stanza)
-            for session in targets:
-                session.send_raw(data)
+            deliver_all(self.router, targets, stanza, serialize(stanza))
 
     # -- probes (§4.3.2) ------------------------------------------------------------------------
     def _probe(self, routed: Routed) -> Awaitable[None] | None:
@@ -361,8 +359,7 @@ class Presence(Module, PresenceService):
             outcome = subscription.inbound(entry.state(contact), kind)
             await self.rosters.apply(user, entry, contact, outcome.state, data)
         if outcome.forward:
-            for session in self._available_sessions(user):
-                session.send_raw(data)
+            deliver_all(self.router, self._available_sessions(user), stamped, data)
         replies = [] if outcome.reply is None else [presence(outcome.reply, str(user), contact)]
         await self._route(replies + self._consequences(user, contact, outcome))
         return True
@@ -386,7 +383,7 @@ class Presence(Module, PresenceService):
         self._spawn(route_all(self.router, self._gone(user.bare, str(to))))
 
     # -- helpers --------------------------------------------------------------------------------
-    def _available_sessions(self, user: JID | str) -> list[C2SSession]:
+    def _available_sessions(self, user: JID | str) -> list[Session]:
         return [s for s in self.sessions.resources(str(user)) if s.presence is not None]
 
     def _current(self, user: JID, to: str) -> list[Element]:

@@ -44,7 +44,7 @@ from roost.xml.ns import NS_CLIENT, NS_ROSTER, NS_ROSTER_VER
 
 if TYPE_CHECKING:
     from roost.core.router import Router
-    from roost.core.session import C2SSession
+    from roost.core.session import Session
     from roost.stream.c2s import C2SStream
 
 MAX_TEXT_BYTES: Final = 1023  # longest item name or group name accepted (§2.3.3)
@@ -139,7 +139,7 @@ class Rosters(RosterService):
         self.sessions = api.server.sessions
         self._cache: dict[str, RosterEntry] = {}
         self._locks: dict[str, _UserLock] = {}
-        self._interested: dict[str, set[C2SSession]] = {}
+        self._interested: dict[str, set[Session]] = {}
         self._ids = itertools.count()
 
     # -- reading ------------------------------------------------------------------------------
@@ -203,7 +203,7 @@ class Rosters(RosterService):
         entry.items[item.jid] = item
         entry.version = version
         self.push(user, item_element(item), version)
-        self.api.server.hooks.fire(RosterChanged(user, item.jid, item))
+        self.api.fire(RosterChanged(user, item.jid, item))
 
     async def delete(self, user: JID, entry: RosterEntry, jid: str) -> None:
         """Remove an item, push the removal, tell the other modules."""
@@ -213,7 +213,7 @@ class Rosters(RosterService):
             return
         entry.version = version
         self.push(user, Element("item", NS_ROSTER, {"jid": jid, "subscription": "remove"}), version)
-        self.api.server.hooks.fire(RosterChanged(user, jid, None))
+        self.api.fire(RosterChanged(user, jid, None))
 
     async def hold(self, user: JID, entry: RosterEntry, jid: str, request: bytes | None) -> None:
         """Keep (or, with None, forget) the inbound subscription request from ``jid``."""
@@ -241,12 +241,12 @@ class Rosters(RosterService):
             await self.save(user, entry, updated)
 
     # -- pushes (§2.1.6) -------------------------------------------------------------------------
-    def interested(self, session: C2SSession) -> None:
+    def interested(self, session: Session) -> None:
         """``session`` requested the roster: it gets the pushes from now on."""
         if session.jid is not None:
             self._interested.setdefault(str(session.jid.bare), set()).add(session)
 
-    def push(self, user: JID, item: Element, version: int, only: C2SSession | None = None) -> None:
+    def push(self, user: JID, item: Element, version: int, only: Session | None = None) -> None:
         """Send a roster push with ``item`` to the interested resources (or only one)."""
         targets = [only] if only is not None else self._interested.get(str(user.bare), ())
         if not targets:
@@ -255,13 +255,11 @@ class Rosters(RosterService):
         for session in targets:
             iq = Element("iq", NS_CLIENT, {"type": "set", "id": f"push{next(self._ids)}"}, [query])
             iq.attrs["to"] = session.jid_str
-            session.send(iq)
+            self.api.deliver(session, iq)
 
     def ended(self, event: SessionEnded) -> None:
         """Forget the session; drop the cached roster with the user's last session."""
         session = event.session
-        if session.jid is None or session.jid.domain != self.host:
-            return
         bare = str(session.jid.bare)
         interested = self._interested.get(bare)
         if interested is not None:
@@ -319,7 +317,7 @@ class RosterModule(Module):
             query.children.extend(item_element(item) for item in entry.items.values())
             return query
 
-    def _catch_up(self, user: JID, session: C2SSession, changes: list[RosterChange]) -> None:
+    def _catch_up(self, user: JID, session: Session, changes: list[RosterChange]) -> None:
         for change in changes:
             item = change.item
             element = (

@@ -183,7 +183,7 @@ class VCard(Module):
         """Add the avatar hash to a broadcast available presence (XEP-0153 §4.1)."""
         session, stanza = event.session, event.stanza
         jid = session.jid
-        if jid is None or jid.domain != self.api.host.name or "type" in stanza.attrs:
+        if "type" in stanza.attrs:
             return
         digest = self.hashes.get(str(jid.bare))
         if digest is not None and add_avatar_hash(stanza, digest):
@@ -210,5 +210,5 @@ class VCard(Module):
         session = event.session
         self.tagged.discard(session.jid_str)
         jid = session.jid
-        if jid is not None and not self.api.server.sessions.resources(str(jid.bare)):
+        if not self.api.server.sessions.resources(str(jid.bare)):
             self.hashes.pop(str(jid.bare), None)

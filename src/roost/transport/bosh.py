@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A ``BoshSession`` is the ``Connection`` of one ``C2SSession``, spread over HTTP requests that
+A ``BoshSession`` is the ``Connection`` of one ``C2SConnection``, spread over HTTP requests that
 each carry one ``<body/>`` (parsed by ``roost.stream.framing`` under the session's stanza
 limits plus ``BODY_OVERHEAD`` for the wrapper).
 
@@ -30,7 +30,7 @@ limits plus ``BODY_OVERHEAD`` for the wrapper).
   ``improper-addressing`` and ``policy-violation`` are reported as the binding conditions of
   the same name). When no request is waiting, the last answer is kept for the next request.
 - A session without any request for ``[http].bosh_max_inactivity`` seconds is closed with
-  ``connection-timeout``: the ``C2SSession`` ends and ``SessionEnded`` fires, so presence
+  ``connection-timeout``: the ``C2SConnection`` ends and ``SessionEnded`` fires, so presence
   goes unavailable as for any other client.
 """
 

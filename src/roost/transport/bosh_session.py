@@ -1,4 +1,4 @@
-"""One BOSH session (XEP-0124, XEP-0206): the ``Connection`` of one ``C2SSession``.
+"""One BOSH session (XEP-0124, XEP-0206): the ``Connection`` of one ``C2SConnection``.
 
 ``roost.transport.bosh`` describes the protocol and serves the route; this module keeps one
 session's state: the rid window and the requests waiting for an answer, the output queued
@@ -28,7 +28,7 @@ from roost.stream.framing import (
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.c2s import C2SConnection
     from roost.transport.bosh import BoshEndpoint
     from roost.transport.http import ClientInfo
     from roost.xml.element import Element
@@ -69,7 +69,7 @@ class _Held:
 
 
 class BoshSession:
-    """One BOSH session: the ``Connection`` of one ``C2SSession``."""
+    """One BOSH session: the ``Connection`` of one ``C2SConnection``."""
 
     __slots__ = (
         "_ack",
@@ -126,7 +126,7 @@ class BoshSession:
             max_depth=limits.depth_preauth + 1,
             max_elements=limits.elements_preauth + 1,
         )
-        self.session: C2SSession | None = None
+        self.session: C2SConnection | None = None
         self._ack = ack
         self._header = header
         self._held: deque[_Held] = deque()
@@ -358,7 +358,7 @@ class BoshSession:
             self.session.close(StreamError("connection-timeout", "the BOSH session was inactive"))
         self._cancel_timer()
 
-    # -- Connection interface (used by C2SSession) -------------------------------------------
+    # -- Connection interface (used by C2SConnection) -------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue what the stream wrote for the next answer."""
         if self._final is not None:

@@ -13,7 +13,7 @@ CORS (the Fetch standard) for BOSH and host-meta: ``[http].cors_origins`` (``"*"
 preflight ``OPTIONS`` answered with 204. A browser's WebSocket ``Origin`` is checked against
 the same list.
 
-Both web transports drive the c2s machine through ``C2SSession`` like TCP does, with STARTTLS
+Both web transports drive the c2s machine through ``C2SConnection`` like TCP does, with STARTTLS
 never offered (TLS belongs to the HTTP layer) and no channel binding (the HTTP certificate may
 be a proxy's). A connection counts as secure (RFC 6120 §13.8: PLAIN offered, ``[tls].
 require_c2s`` satisfied) when the listener is TLS (``[http].tls``) or bound to loopback, unless
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from roost.core.c2s import C2SConnection, Connection, open_c2s_connection
 from roost.core.metrics import CONTENT_TYPE, metrics_registry, render
-from roost.core.session import C2SSession, Connection, open_c2s_session
 from roost.transport.bosh import BoshEndpoint
 from roost.transport.websocket import WebSocketEndpoint
 from roost.xml.element import Element
@@ -184,10 +184,10 @@ class HttpContext:
         return headers
 
     # -- sessions ----------------------------------------------------------------------------
-    def open_session(self, conn: Connection, info: ClientInfo) -> C2SSession:
+    def open_session(self, conn: Connection, info: ClientInfo) -> C2SConnection:
         """A client session on a web transport, counted by the per-IP limits like TCP."""
         # STARTTLS cannot run inside a web transport and its TLS is not ours to bind to.
-        return open_c2s_session(
+        return open_c2s_connection(
             self.core, conn, info.ip, secure=info.secure, starttls=False, channel_binding=False
         )
 

@@ -1,7 +1,7 @@
 """TCP transport for client streams: STARTTLS (RFC 6120 §5) and direct TLS (XEP-0368).
 
 An ``asyncio.Protocol`` (not streams: no task or future per read, model-codebases §1.5) that
-owns the socket, the parser and the output buffer, feeds parse events to its ``C2SSession``
+owns the socket, the parser and the output buffer, feeds parse events to its ``C2SConnection``
 and writes what the session emits. Writes are coalesced and flushed once per loop turn.
 It decides nothing about XMPP.
 
@@ -27,8 +27,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
+from roost.core.c2s import C2SConnection, open_c2s_connection
 from roost.core.limits import ReadBudget
-from roost.core.session import C2SSession, open_c2s_session
 from roost.errors import StreamError
 from roost.xml.parser import ParseError, StreamEnd, StreamParser
 
@@ -77,14 +77,14 @@ class C2SProtocol(asyncio.Protocol):
             max_ns_decls=limits.namespace_declarations,
         )
         self.peer = ""
-        self.session: C2SSession | None = None
+        self.session: C2SConnection | None = None
 
     # -- asyncio callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else "unknown"
-        self.session = open_c2s_session(self._core, self, self.peer, secure=self._direct_tls)
+        self.session = open_c2s_connection(self._core, self, self.peer, secure=self._direct_tls)
 
     def data_received(self, data: bytes) -> None:
         session = self.session
@@ -102,7 +102,7 @@ class C2SProtocol(asyncio.Protocol):
         else:
             self._receive(session, data)
 
-    def _receive(self, session: C2SSession, data: bytes) -> None:
+    def _receive(self, session: C2SConnection, data: bytes) -> None:
         try:
             events = self._parser.feed(data)
         except ParseError as err:
@@ -113,7 +113,7 @@ class C2SProtocol(asyncio.Protocol):
         if events:
             session.receive(events)
 
-    def _receive_before_tls(self, session: C2SSession, data: bytes) -> None:
+    def _receive_before_tls(self, session: C2SConnection, data: bytes) -> None:
         """While STARTTLS may come, feed up to each '>' on its own and stop at <starttls/>.
 
         Bytes after ``<starttls/>`` must be dropped whatever they are (limits.md): fed to the
@@ -163,7 +163,7 @@ class C2SProtocol(asyncio.Protocol):
             else:
                 transport.resume_reading()
 
-    # -- Connection interface (used by C2SSession) -------------------------------------------
+    # -- Connection interface (used by C2SConnection) -------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue bytes; they are flushed once per loop turn."""
         if self._transport is None or self._tls_pending:

@@ -4,7 +4,7 @@ The opening handshake must offer the ``xmpp`` subprotocol (§3.1; without it: 40
 Origin allowed by ``[http].cors_origins`` when a browser sends one (else 403; a plain GET gets
 a line of explanation). Compression is not negotiated. Then every text message is
 one XML document (§3.3.3), parsed by ``roost.stream.framing.FrameParser`` under the stanza
-limits in force (pre- or post-authentication) and fed to the client's ``C2SSession``:
+limits in force (pre- or post-authentication) and fed to the client's ``C2SConnection``:
 ``<open/>`` opens and restarts the stream (§3.4, §3.5), ``<close/>`` ends it (§3.6). What the
 session writes goes out one element per message, each a standalone document. Binary messages
 are refused with close code 1003 (§3.2: the subprotocol is text only).
@@ -36,7 +36,7 @@ from roost.stream.framing import FrameParser, websocket_event, websocket_frames
 from roost.xml.ns import NS_FRAMING
 
 if TYPE_CHECKING:
-    from roost.core.session import C2SSession
+    from roost.core.c2s import C2SConnection
     from roost.transport.http import ClientInfo, HttpContext
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class WebSocketEndpoint:
 
 
 class WebSocketConnection:
-    """One client WebSocket: the ``Connection`` its ``C2SSession`` writes to."""
+    """One client WebSocket: the ``Connection`` its ``C2SConnection`` writes to."""
 
     __slots__ = (
         "_budget",
@@ -128,7 +128,7 @@ class WebSocketConnection:
         self._closing = False  # our <close/> is out; waiting for the client's
         self._close_requested = False  # close the WebSocket once the queue is sent
         self.peer = info.ip
-        self.session: C2SSession = ctx.open_session(self, info)
+        self.session: C2SConnection = ctx.open_session(self, info)
 
     async def run(self) -> None:
         """Read until the WebSocket closes; the session ends with it."""
@@ -199,7 +199,7 @@ class WebSocketConnection:
         except ConnectionError as exc:
             log.debug("WebSocket to %s: %s", self.peer, exc)
 
-    # -- Connection interface (used by C2SSession) -------------------------------------------
+    # -- Connection interface (used by C2SConnection) -------------------------------------------
     def write(self, data: bytes) -> None:
         """Queue the frames for what the stream wrote; the writer task sends them."""
         if self._close_requested or self._ws.closed:

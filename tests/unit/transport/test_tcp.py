@@ -125,10 +125,10 @@ async def test_client_not_reading_is_closed_after_send_queue_stanzas() -> None:
     session = protocol.session
     assert session is not None
     for n in range(3):  # 5 writes: at the limit
-        session.send(message(n))
+        session.send_stanza(message(n), None)
         await asyncio.sleep(0)
     assert b"resource-constraint" not in transport.written
-    session.send(message(3))
+    session.send_stanza(message(3), None)
     await asyncio.sleep(0)
     assert (
         b"<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>" in transport.written
@@ -136,7 +136,7 @@ async def test_client_not_reading_is_closed_after_send_queue_stanzas() -> None:
     assert transport.written.endswith(b"</stream:stream>")
     assert session.closed
     assert core.limiter.metrics.rejections["send_queue"] == 1
-    session.send(message(4))  # nothing more is written
+    session.send_stanza(message(4), None)  # nothing more is written
     await asyncio.sleep(0)
     assert transport.written.endswith(b"</stream:stream>")
 
@@ -148,10 +148,10 @@ async def test_client_not_reading_is_closed_after_send_queue_bytes() -> None:
     protocol.data_received(HEADER)
     session = protocol.session
     assert session is not None
-    session.send(message(0, 4000))
+    session.send_stanza(message(0, 4000), None)
     await asyncio.sleep(0)
     assert session.closed is False
-    session.send(message(1, 1000))
+    session.send_stanza(message(1, 1000), None)
     await asyncio.sleep(0)
     assert session.closed
     assert b"<resource-constraint" in transport.written
@@ -165,6 +165,6 @@ async def test_client_taking_its_output_is_never_a_slow_consumer() -> None:
     session = protocol.session
     assert session is not None
     for n in range(50):
-        session.send(message(n, 1000))
+        session.send_stanza(message(n, 1000), None)
         await asyncio.sleep(0)
     assert not session.closed
