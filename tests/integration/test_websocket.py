@@ -400,7 +400,9 @@ async def test_websocket_client_that_does_not_read_is_closed_with_resource_const
         else:
             raise AssertionError("the server queued everything for a client that never read")
         logged = server.log_text()[seen:]
-        found = re.search(rf"slow consumer <C2SConnection {to}>: (\d+) bytes, (\d+) stanzas", logged)
+        found = re.search(
+            rf"slow consumer <C2SConnection {to}>: (\d+) bytes, (\d+) stanzas", logged
+        )
         assert found is not None, logged
         unsent_bytes, unsent_stanzas = int(found[1]), int(found[2])
         if body_size == 1000:  # small stanzas: their number is the limit that bit
