@@ -25,8 +25,8 @@ from roost.auth.credentials import (
     prepare_password,
     salted_password,
 )
-from roost.storage.base import RosterItem
-from roost.xep0227 import UserData, write_document
+from roost.storage.roster import RosterItem, roster_query
+from roost.xep0227 import UserData, user_element, write_document
 
 SALT: Final = b"roost-bench-salt"  # ASCII: Prosody keeps its salt as a Lua string
 ITERATIONS: Final = 4096
@@ -86,11 +86,13 @@ class Population:
 def write_xep0227(population: Population, keys: ScramKeys, path: Path) -> int:
     """The roost import file; the number of accounts in it."""
     users = (
-        UserData(
-            population.domain,
-            name,
-            scram={"SHA-1": keys},
-            roster=[RosterItem(jid, subscription="both") for jid in contacts],
+        user_element(
+            UserData(
+                population.domain,
+                name,
+                scram={"SHA-1": keys},
+                children=[roster_query(RosterItem(jid, subscription="both") for jid in contacts)],
+            )
         )
         for name, contacts in population.accounts()
     )

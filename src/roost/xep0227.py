@@ -1,16 +1,14 @@
 """Reads and writes user data in the portable import/export format (XEP-0227 1.1).
 
 A document is ``<server-data xmlns='urn:xmpp:pie:0'>`` holding one ``<host jid=...>`` per
-virtual host and one ``<user name=...>`` per account (§4). Each user may carry:
-
-- a ``password`` attribute (discouraged by 1.1, still what most exporters write) and/or
-  ``<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'>`` with
-  ``iter-count``, ``salt``, ``server-key`` and ``stored-key`` (base64), one per hash;
-- the roster as an RFC 6121 ``<query xmlns='jabber:iq:roster'>`` (§4.3), and held inbound
-  subscription requests as ``<presence xmlns='jabber:client' type='subscribe'/>`` children
-  (what Prosody writes);
-- ``<vCard xmlns='vcard-temp'>`` (§4.6), ``<query xmlns='jabber:iq:private'>`` (§4.5) and
-  ``<offline-messages>`` with ``jabber:client`` messages, oldest first (§4.4).
+virtual host and one ``<user name=...>`` per account (§4). The account's credentials are
+read here: a ``password`` attribute (discouraged by 1.1, still what most exporters write)
+and/or ``<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-1'>`` with
+``iter-count``, ``salt``, ``server-key`` and ``stored-key`` (base64), one per hash. Every
+other child of ``<user>`` (the roster §4.3, offline messages §4.4, private XML §4.5, the
+vCard §4.6, ...) is kept as an element for the store that owns it: the store registry
+(roost.storage.registry) hands each to the store that claims it, and notes what no store
+claims.
 
 The pre-1.0 namespace ``http://www.xmpp.org/extensions/xep-0227.html#ns`` is read too.
 XInclude ``<xi:include href='relative'/>`` elements are followed (§5: an importer MUST
@@ -19,8 +17,9 @@ included files may have a ``<host>`` or ``<user>`` root. DTDs and entity declara
 are refused; comments are skipped. What the reader does not understand is reported in
 ``UserData.notes`` and left out, never guessed at.
 
-This module is pure: it turns bytes into :class:`UserData` and back. ``roost import`` and
-``roost export`` (cli.py) move UserData in and out of storage.
+This module is pure: it turns bytes into :class:`UserData` and back, and knows no store.
+``roost import`` and ``roost export`` move UserData in and out of storage through the
+registry (``import_user``, ``export_user``).
 """
 
 from __future__ import annotations
@@ -34,17 +33,16 @@ from pathlib import Path
 from typing import BinaryIO, Final
 
 from roost.auth.credentials import HASHES, Credentials, ScramKeys
-from roost.jid import JID, JIDError, normalize_domain, normalize_localpart
-from roost.storage.base import SUBSCRIPTIONS, RosterItem, roster_groups
+from roost.jid import JIDError, normalize_domain, normalize_localpart
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_PRIVATE, NS_ROSTER, NS_VCARD, NS_XML
+from roost.xml.ns import NS_XML
 from roost.xml.serializer import escape_attr, serialize
 
 NS_PIE: Final = "urn:xmpp:pie:0"
 NS_PIE_LEGACY: Final = "http://www.xmpp.org/extensions/xep-0227.html#ns"
 NS_PIE_SCRAM: Final = "urn:xmpp:pie:0#scram"
 NS_XINCLUDE: Final = "http://www.w3.org/2001/XInclude"
-_PIE_NAMESPACES: Final = (NS_PIE, NS_PIE_LEGACY)
+PIE_NAMESPACES: Final = (NS_PIE, NS_PIE_LEGACY)
 _SEP: Final = "\x01"
 _CHUNK: Final = 1 << 16
 _DIGEST_SIZES: Final = {"SHA-1": 20, "SHA-256": 32, "SHA-512": 64}
@@ -56,17 +54,16 @@ class Xep0227Error(ValueError):
 
 @dataclass(slots=True)
 class UserData:
-    """One account and what belongs to it, as the file holds it (names normalised)."""
+    """One account and what belongs to it, as the file holds it (names normalised).
+
+    ``children``: the ``<user>``'s child elements other than credentials, in document order,
+    for the stores to read (roost.storage.registry)."""
 
     host: str
     name: str
     password: str | None = None
     scram: Credentials = field(default_factory=dict)
-    roster: list[RosterItem] = field(default_factory=list)
-    pending_in: dict[str, Element] = field(default_factory=dict)  # bare JID → <presence/>
-    vcard: Element | None = None
-    private: list[Element] = field(default_factory=list)
-    offline: list[Element] = field(default_factory=list)
+    children: list[Element] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was left out, and why
 
     @property
@@ -152,7 +149,7 @@ class _DocumentReader:
             self.building.append(child)
         elif self.skipping:
             self.skipping += 1
-        elif xmlns in _PIE_NAMESPACES and name == "user" and self._user_allowed():
+        elif xmlns in PIE_NAMESPACES and name == "user" and self._user_allowed():
             self.building.append(Element(name, xmlns, attrs))
         else:
             self._start_outer(xmlns, name, attrs)
@@ -168,7 +165,7 @@ class _DocumentReader:
             self.found.append((self._include_href(attrs), self.host))
             self.skipping = 1
             return
-        if xmlns in _PIE_NAMESPACES and name == "host" and depth <= 1:
+        if xmlns in PIE_NAMESPACES and name == "host" and depth <= 1:
             if depth == 1 and self.outer[0][1] != "server-data":
                 raise self.error("<host> must be in <server-data>")
             raw = attrs.get("jid")
@@ -178,8 +175,8 @@ class _DocumentReader:
                 self.host = normalize_domain(raw)
             except JIDError as exc:
                 raise self.error(f"<host jid={raw!r}>: {exc}") from None
-        elif not (xmlns in _PIE_NAMESPACES and name == "server-data" and depth == 0):
-            if xmlns in _PIE_NAMESPACES and name == "user":
+        elif not (xmlns in PIE_NAMESPACES and name == "server-data" and depth == 0):
+            if xmlns in PIE_NAMESPACES and name == "user":
                 raise self.error("<user> outside a <host>")
             if depth == 0:
                 raise self.error(f"not XEP-0227 data: the root element is {{{xmlns}}}{name}")
@@ -238,27 +235,10 @@ def parse_user(el: Element, host: str) -> UserData:
 
 
 def _read_child(user: UserData, child: Element) -> None:
-    key = (child.xmlns, child.name)
-    if key == (NS_PIE_SCRAM, "scram-credentials"):
+    if (child.xmlns, child.name) == (NS_PIE_SCRAM, "scram-credentials"):
         _read_scram(user, child)
-    elif key == (NS_ROSTER, "query"):
-        for item in child.elements():
-            _read_roster_item(user, item)
-    elif key == (NS_CLIENT, "presence") and child.get("type") == "subscribe":
-        try:
-            sender = JID.parse(child.get("from") or "").bare
-        except JIDError as exc:
-            user.notes.append(f"{user.jid}: held subscription request left out: {exc}")
-            return
-        user.pending_in[str(sender)] = child
-    elif key == (NS_VCARD, "vCard"):
-        user.vcard = child
-    elif key == (NS_PRIVATE, "query"):
-        user.private.extend(child.elements())
-    elif child.name == "offline-messages" and child.xmlns in _PIE_NAMESPACES:
-        user.offline.extend(m for m in child.elements() if m.name == "message")
     else:
-        user.notes.append(f"{user.jid}: {{{child.xmlns}}}{child.name} not understood, left out")
+        user.children.append(child)
 
 
 def _read_scram(user: UserData, el: Element) -> None:
@@ -283,32 +263,6 @@ def _read_scram(user: UserData, el: Element) -> None:
     user.scram[hash_name] = ScramKeys(salt, iterations, stored_key, server_key)
 
 
-def _read_roster_item(user: UserData, item: Element) -> None:
-    if (item.xmlns, item.name) != (NS_ROSTER, "item"):
-        return
-    raw = item.get("jid") or ""
-    try:
-        contact = JID.parse(raw)
-    except JIDError as exc:
-        user.notes.append(f"{user.jid}: roster item {raw!r} left out: {exc}")
-        return
-    subscription = item.get("subscription") or "none"
-    if subscription not in SUBSCRIPTIONS:
-        user.notes.append(f"{user.jid}: roster item {raw}: subscription {subscription!r} → none")
-        subscription = "none"
-    groups = (g.text.strip() for g in item.elements() if g.name == "group")
-    user.roster.append(
-        RosterItem(
-            jid=str(contact.bare),
-            name=item.get("name") or None,
-            subscription=subscription,
-            ask=item.get("ask") == "subscribe",
-            approved=item.get("approved") in ("true", "1"),
-            groups=roster_groups(g for g in groups if g),
-        )
-    )
-
-
 # -- writing --------------------------------------------------------------------------------
 
 
@@ -326,45 +280,19 @@ def user_element(user: UserData) -> Element:
             ("stored-key", keys.stored_key),
         ):
             scram.sub(part, NS_PIE_SCRAM, text=base64.b64encode(value).decode())
-    if user.roster:
-        query = el.sub("query", NS_ROSTER)
-        for item in user.roster:
-            query.add(_roster_item_element(item))
-    for contact, presence in user.pending_in.items():
-        request = Element("presence", NS_CLIENT, {"from": contact, "type": "subscribe"})
-        request.children = list(presence.children)
-        el.add(request)
-    if user.vcard is not None:
-        el.add(user.vcard)
-    if user.private:
-        el.sub("query", NS_PRIVATE).children.extend(user.private)
-    if user.offline:
-        el.sub("offline-messages", NS_PIE).children.extend(user.offline)
+    el.children.extend(user.children)
     return el
 
 
-def _roster_item_element(item: RosterItem) -> Element:
-    attrs = {"jid": item.jid, "subscription": item.subscription}
-    if item.name is not None:
-        attrs["name"] = item.name
-    if item.ask:
-        attrs["ask"] = "subscribe"
-    if item.approved:
-        attrs["approved"] = "true"
-    el = Element("item", NS_ROSTER, attrs)
-    for group in item.groups:
-        el.sub("group", NS_ROSTER, text=group)
-    return el
-
-
-def write_document(out: BinaryIO, hosts: Iterable[tuple[str, Iterable[UserData]]]) -> int:
-    """Write a whole document, one host and user at a time; the number of users written."""
+def write_document(out: BinaryIO, hosts: Iterable[tuple[str, Iterable[Element]]]) -> int:
+    """Write a whole document from ``<user>`` elements, one host and user at a time; the
+    number of users written."""
     count = 0
     out.write(f"<?xml version='1.0' encoding='UTF-8'?>\n<server-data xmlns='{NS_PIE}'>\n".encode())
     for host, users in hosts:
         out.write(f"  <host jid='{escape_attr(host)}'>\n".encode())
         for user in users:
-            out.write(b"    " + serialize(user_element(user), NS_PIE) + b"\n")
+            out.write(b"    " + serialize(user, NS_PIE) + b"\n")
             count += 1
         out.write(b"  </host>\n")
     out.write(b"</server-data>\n")

@@ -1,4 +1,8 @@
-"""The XEP-0227 reader and writer (roost.xep0227): files in, UserData out, and back."""
+"""The XEP-0227 reader and writer (roost.xep0227): files in, UserData out, and back.
+
+What the stores make of a user's children (roster, vCard, ...) is tested with the stores,
+on both backends: tests/unit/storage/test_registry.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from roost.auth.credentials import ScramKeys, derive
-from roost.storage.base import RosterItem
+from roost.storage.roster import RosterItem, roster_items_in
 from roost.xep0227 import (
     NS_PIE,
     UserData,
@@ -19,7 +23,7 @@ from roost.xep0227 import (
     write_document,
 )
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_VCARD
+from roost.xml.ns import NS_CLIENT, NS_PRIVATE, NS_ROSTER, NS_VCARD
 from roost.xml.serializer import serialize
 
 JULIET = """<?xml version='1.0' encoding='UTF-8'?>
@@ -79,27 +83,35 @@ def document(users: str, host: str = "localhost") -> str:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def test_user_with_password_roster_and_stored_data_read(tmp_path: Path) -> None:
+def test_user_with_password_and_its_children_read_in_document_order(tmp_path: Path) -> None:
     user = one_user(tmp_path, JULIET)
     assert (user.host, user.name, user.password) == ("capulet.lit", "juliet", "s3crEt")
     assert user.jid == "juliet@capulet.lit"
-    assert user.roster == [
+    assert [(c.xmlns, c.name) for c in user.children] == [
+        (NS_ROSTER, "query"),
+        (NS_CLIENT, "presence"),
+        (NS_VCARD, "vCard"),
+        (NS_PRIVATE, "query"),
+        (NS_PIE, "offline-messages"),
+        ("http://jabber.org/protocol/pubsub", "pubsub"),
+    ]
+    assert user.children[2].find_text("FN", NS_VCARD) == "Juliet Capulet"
+    assert user.notes == []  # what no store claims is noted at import (the registry)
+
+
+def test_roster_items_read_and_what_is_not_understood_left_out_with_a_note(
+    tmp_path: Path,
+) -> None:
+    user = one_user(tmp_path, JULIET)
+    notes: list[str] = []
+    assert roster_items_in(user.children[0], user.jid, notes) == [
         RosterItem("romeo@montague.net", "Romeo", "both", groups=("Friends",)),
         RosterItem("nurse@capulet.lit", None, "none", ask=True),
         RosterItem("tybalt@capulet.lit", None, "none", approved=True),
     ]
-    assert list(user.pending_in) == ["benvolio@montague.net"]
-    assert user.vcard is not None
-    assert user.vcard.find_text("FN", NS_VCARD) == "Juliet Capulet"
-    assert [(p.xmlns, p.name) for p in user.private] == [("urn:example:prefs", "prefs")]
-    assert [m.find_text("body", NS_CLIENT) for m in user.offline] == ["Neither, fair saint"]
-
-
-def test_what_is_not_understood_is_left_out_with_a_note(tmp_path: Path) -> None:
-    notes = "\n".join(one_user(tmp_path, JULIET).notes)
-    assert "'@@bad' left out" in notes
-    assert "subscription 'enemy'" in notes
-    assert "{http://jabber.org/protocol/pubsub}pubsub not understood" in notes
+    assert len(notes) == 2
+    assert "juliet@capulet.lit: roster item '@@bad' left out" in notes[1]
+    assert "subscription 'enemy'" in notes[0]
 
 
 def test_scram_credentials_read_as_stored(tmp_path: Path) -> None:
@@ -148,8 +160,11 @@ def test_prosody_style_export_read(tmp_path: Path) -> None:
     )
     user = one_user(tmp_path, text)
     assert user.scram["SHA-1"] == keys
-    assert user.roster == [RosterItem("romeo@localhost", subscription="from")]
-    assert list(user.pending_in) == ["tybalt@localhost"]
+    query, held = user.children
+    assert roster_items_in(query, user.jid, []) == [
+        RosterItem("romeo@localhost", subscription="from")
+    ]
+    assert (held.name, held.get("from")) == ("presence", "tybalt@localhost")
 
 
 def test_legacy_namespace_read(tmp_path: Path) -> None:
@@ -233,36 +248,32 @@ def test_written_users_read_back_equal(tmp_path: Path) -> None:
     held = Element("presence", NS_CLIENT, {"type": "subscribe", "from": "x@y"})
     message = Element("message", NS_CLIENT, {"from": "x@y/z", "type": "chat"})
     message.sub("body", text="hi")
+    roster = Element("query", NS_ROSTER)
+    item = Element("item", NS_ROSTER, {"jid": "bob@localhost", "name": 'Bob "B" & co'})
+    roster.add(item).sub("group", text="a")
+    children = [
+        roster,
+        held,
+        vcard,
+        Element("query", NS_PRIVATE, {}, [Element("prefs", "urn:example:prefs")]),
+        Element("offline-messages", NS_PIE, {}, [message]),
+    ]
     written = [
-        UserData(
-            "localhost",
-            "alice",
-            scram=keys,
-            roster=[
-                RosterItem("bob@localhost", 'Bob "B" & co', "to", ask=True, groups=("a", "b")),
-                RosterItem("carol@localhost", approved=True),
-            ],
-            pending_in={"x@y": held},
-            vcard=vcard,
-            private=[Element("prefs", "urn:example:prefs")],
-            offline=[message],
-        ),
+        UserData("localhost", "alice", scram=keys, children=children),
         UserData("localhost", "bob", password="pass word"),
     ]
     out = io.BytesIO()
-    assert write_document(out, [("localhost", written), ("empty.example", [])]) == 2
+    elements = [user_element(u) for u in written]
+    assert write_document(out, [("localhost", elements), ("empty.example", [])]) == 2
     path = tmp_path / "export.xml"
     path.write_bytes(out.getvalue())
     read = list(read_users(path))
-    assert [(u.jid, u.password, u.scram, u.roster, list(u.pending_in)) for u in read] == [
-        (u.jid, u.password, u.scram, u.roster, list(u.pending_in)) for u in written
+    assert [(u.jid, u.password, u.scram) for u in read] == [
+        (u.jid, u.password, u.scram) for u in written
     ]
-    alice = read[0]
-    assert alice.vcard is not None
-    assert serialize(alice.vcard) == serialize(vcard)
-    assert [serialize(m) for m in alice.offline] == [serialize(message)]
-    assert [(p.xmlns, p.name) for p in alice.private] == [("urn:example:prefs", "prefs")]
-    assert alice.notes == []
+    assert [serialize(c) for c in read[0].children] == [serialize(c) for c in children]
+    assert read[1].children == []
+    assert [u.notes for u in read] == [[], []]
 
 
 def test_user_element_is_in_the_pie_namespace() -> None:

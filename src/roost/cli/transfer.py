@@ -1,7 +1,9 @@
 """``roost import`` and ``roost export``: accounts and their data in XEP-0227 files.
 
 XEP-0227 §4 (the document), §7 (the file holds credentials: readable by its owner only).
-Import reads and checks every file before anything is written.
+Import reads and checks every file before anything is written. What a user carries besides
+the account goes to and comes from the stores through the store registry
+(roost.storage.registry: ``import_user``, ``export_user``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from roost.auth.credentials import Credentials, PasswordError, derive
+from roost.auth.credentials import PasswordError, derive
 from roost.cli.command import FAILED, OK, CommandError, _err, _open_storage, _out
 from roost.config import Config, load_config
-from roost.storage import AccountExists, Storage, StorageError
+from roost.storage import AccountExists, StorageError
+from roost.storage.registry import export_user, import_user
 from roost.xep0227 import UserData, Xep0227Error, read_users, write_document
-from roost.xml.parser import parse_fragment
-from roost.xml.serializer import serialize
 
 NOTES_SHOWN: Final = 20  # notes printed in full by import/export; the rest are counted
 
@@ -51,32 +52,6 @@ def _read_import(config: Config, files: list[Path]) -> list[UserData]:
     return users
 
 
-async def _import_user(
-    storage: Storage, config: Config, user: UserData, creds: Credentials
-) -> None:
-    from roost.modules import private, vcard  # their storage keys; only this command needs them
-
-    host, name = user.host, user.name
-    await storage.accounts.create(host, name, creds)
-    for item in user.roster:
-        await storage.roster.put(host, name, item)
-    for contact, request in user.pending_in.items():
-        await storage.roster.set_pending_in(host, name, contact, serialize(request))
-    if user.vcard is not None:
-        await storage.kv.set(host, name, vcard.STORE, vcard.KEY, serialize(user.vcard))
-    for fragment in user.private:
-        if fragment.xmlns.startswith(private.RESERVED_PREFIX):
-            user.notes.append(f"{user.jid}: private XML in {fragment.xmlns} left out (reserved)")
-        else:
-            key = private.item_key(fragment)
-            await storage.kv.set(host, name, private.STORE, key, serialize(fragment))
-    limit = config.limits.offline_messages
-    for message in user.offline:
-        if not await storage.offline.push(host, name, serialize(message), limit=limit):
-            user.notes.append(f"{user.jid}: offline messages beyond {limit} left out")
-            break
-
-
 async def _import(config: Config, users: list[UserData]) -> tuple[int, list[str]]:
     """Write the users; (accounts imported, notes). Passwords are derived on all cores."""
     loop = asyncio.get_running_loop()
@@ -91,14 +66,16 @@ async def _import(config: Config, users: list[UserData]) -> tuple[int, list[str]
                 for user, future in zip(users, derived, strict=True):
                     try:
                         creds = user.scram if future is None else await future
-                        await _import_user(storage, config, user, creds)
+                        left_out = await import_user(
+                            storage, user, creds, offline_limit=config.limits.offline_messages
+                        )
                     except PasswordError as exc:
                         notes.append(f"{user.jid} not imported: {exc}")
                     except AccountExists:
                         notes.append(f"{user.jid} not imported: the account exists already")
                     else:
                         imported += 1
-                        notes.extend(user.notes)
+                        notes.extend(user.notes + left_out)
         except StorageError as exc:
             _print_notes(notes)
             raise CommandError(
@@ -115,32 +92,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     users = _read_import(config, args.files)
     imported, notes = asyncio.run(_import(config, users))
     _print_notes(notes)
-    items = sum(len(u.roster) for u in users)
-    _out(f"imported {imported} of {len(users)} accounts ({items} roster items in the files)")
+    _out(f"imported {imported} of {len(users)} accounts")
     return OK if imported == len(users) else FAILED
-
-
-async def _export_user(storage: Storage, host: str, name: str) -> UserData:
-    from roost.modules import private, vcard
-
-    user = UserData(host, name, scram=await storage.accounts.get_credentials(host, name) or {})
-    user.roster = list((await storage.roster.get(host, name)).items.values())
-    for contact, request in (await storage.roster.pending_in(host, name)).items():
-        user.pending_in[contact] = parse_fragment(request)
-    card = await storage.kv.get(host, name, vcard.STORE, vcard.KEY)
-    user.vcard = None if card is None else parse_fragment(card)
-    for key in await storage.kv.keys(host, name, private.STORE):
-        fragment = await storage.kv.get(host, name, private.STORE, key)
-        if fragment is not None:
-            user.private.append(parse_fragment(fragment))
-    user.offline = [parse_fragment(data) for _, data in await storage.offline.fetch(host, name)]
-    return user
 
 
 async def _export(config: Config, out: BinaryIO) -> int:
     async with _open_storage(config) as storage:
         hosts = [(h, await storage.accounts.list(h)) for h in config.server.domains]
-        users = [[await _export_user(storage, h, n) for n in names] for h, names in hosts]
+        users = [[await export_user(storage, h, n) for n in names] for h, names in hosts]
     return write_document(out, zip(config.server.domains, users, strict=True))
 
 

@@ -30,19 +30,16 @@ from typing import Final
 from roost.core.module import Module, ModuleAPI, Spec
 from roost.core.stanza import BARE, SELF, IqRequest
 from roost.errors import StanzaError
+from roost.storage.kv import PRIVATE_RESERVED_PREFIX, PRIVATE_STORE, private_key
 from roost.xml.element import Element
 from roost.xml.ns import NS_PRIVATE
 from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
-STORE: Final = "private"
+STORE: Final = PRIVATE_STORE  # kv keys defined by the kv store, which exports them (XEP-0227)
 MAX_ITEMS: Final = 100  # fragments per user
-RESERVED_PREFIX: Final = "jabber:"
-
-
-def item_key(element: Element) -> str:
-    """The storage key of a fragment: its qualified name in Clark notation."""
-    return "{" + element.xmlns + "}" + element.name
+RESERVED_PREFIX: Final = PRIVATE_RESERVED_PREFIX
+item_key: Final = private_key  # a fragment's key: its qualified name in Clark notation
 
 
 def is_empty(element: Element) -> bool:

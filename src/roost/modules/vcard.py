@@ -47,6 +47,7 @@ from roost.core.module import Module, ModuleAPI, Spec
 from roost.core.stanza import BARE, SELF, IqRequest, Routed
 from roost.errors import StanzaError
 from roost.modules.api import OutgoingPresence
+from roost.storage.kv import VCARD_KEY, VCARD_STORE
 from roost.xml.element import Element
 from roost.xml.ns import NS_VCARD, NS_VCARD_UPDATE
 from roost.xml.parser import parse_fragment
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STORE: Final = "vcard"
-KEY: Final = NS_VCARD  # one vcard-temp vCard per account
+STORE: Final = VCARD_STORE  # kv keys defined by the kv store, which exports them (XEP-0227)
+KEY: Final = VCARD_KEY  # one vcard-temp vCard per account
 MAX_VCARD_BYTES: Final = 65536  # default of [limits].vcard_size: serialized size of a vCard
 
 

@@ -1,14 +1,20 @@
-"""Durable storage: accounts, the generic key-value store, and later every other concern.
+"""Durable storage by concern: one file per store over one SQL dialect layer (DESIGN.md §4).
 
 ``open_storage(backend, path=..., dsn=...)`` makes a Storage for the configured backend
-(SQLite or PostgreSQL); ``await storage.open()`` connects and migrates the schema.
+(SQLite or PostgreSQL); ``await storage.open()`` connects and migrates every store's schema.
+``storage.store(Protocol)`` gives a store; registry.py lists the stores and drives account
+deletion and XEP-0227 export/import (``export_user``, ``import_user``).
 """
 
 from roost.storage.base import (
     AccountExists,
     AccountNotFound,
     AccountStore,
+    ArchiveStore,
+    BlockingStore,
     KeyValueStore,
+    OfflineStore,
+    RosterStore,
     Storage,
     StorageError,
     open_storage,
@@ -18,7 +24,11 @@ __all__ = [
     "AccountExists",
     "AccountNotFound",
     "AccountStore",
+    "ArchiveStore",
+    "BlockingStore",
     "KeyValueStore",
+    "OfflineStore",
+    "RosterStore",
     "Storage",
     "StorageError",
     "open_storage",

@@ -18,8 +18,12 @@ import pytest
 
 from roost.auth.credentials import Credentials, ScramKeys
 from roost.storage import Storage, open_storage
-from roost.storage.postgres import PostgresStorage
-from roost.storage.sqlite import SqliteStorage
+from roost.storage.roster import SqlRosterStore
+from roost.storage.schema import BOOKKEEPING_TABLES
+from roost.storage.sqlite_db import split_statements
+
+# The migrations of roost before per-store schemas (d931bf1), to make databases as it did.
+LEGACY_SCHEMA: Final = Path(__file__).parent / "legacy_schema"
 
 BACKENDS: Final = [
     pytest.param("sqlite", id="sqlite"),
@@ -36,12 +40,11 @@ class StorageTarget:
     dsn: str = ""
 
     def new(self, *, roster_tombstones: int | None = None) -> Storage:
-        """A Storage on this database (made by open_storage() unless an option is given)."""
-        if roster_tombstones is None:
-            return open_storage(self.backend, path=self.path, dsn=self.dsn)
-        if self.path is not None:
-            return SqliteStorage(self.path, roster_tombstones=roster_tombstones)
-        return PostgresStorage(self.dsn, roster_tombstones=roster_tombstones)
+        """A Storage on this database, made by open_storage()."""
+        storage = open_storage(self.backend, path=self.path, dsn=self.dsn)
+        if roster_tombstones is not None:
+            storage.store(SqlRosterStore).tombstones_kept = roster_tombstones
+        return storage
 
     async def execute(self, sql: str) -> None:
         """Run SQL on the database directly, behind roost's back."""
@@ -67,14 +70,27 @@ class StorageTarget:
         finally:
             await conn.close()
 
+    async def create_legacy(self, up_to: int) -> None:
+        """Make the database as roost before per-store schemas did: its migration files
+        0001..``up_to`` applied, each recorded in schema_version."""
+        statements = [
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+        ]
+        for path in sorted((LEGACY_SCHEMA / self.backend).glob("*.sql"))[:up_to]:
+            version, _, name = path.stem.partition("_")
+            statements.extend(split_statements(path.read_text(encoding="utf-8")))
+            statements.append(f"INSERT INTO schema_version VALUES ({int(version)}, '{name}')")
+        for statement in statements:
+            await self.execute(statement)
+
     async def tables(self) -> list[str]:
-        """The names of the database's tables, schema_version excepted."""
+        """The names of the database's tables, the schema bookkeeping excepted."""
         if self.path is not None:  # sqlite_sequence & co. belong to SQLite (AUTOINCREMENT)
             sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
         else:
             sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         names = [str(name) for name in await self.column(sql)]
-        return sorted(name for name in names if name != "schema_version")
+        return sorted(name for name in names if name not in BOOKKEEPING_TABLES)
 
 
 def make_target(request: pytest.FixtureRequest, tmp_path: Path) -> StorageTarget:

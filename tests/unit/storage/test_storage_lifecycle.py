@@ -1,4 +1,8 @@
-"""Opening, closing, schema migrations, and several Storage instances on one database."""
+"""Opening, closing, per-store schema migrations, and several Storage instances on one database.
+
+Databases made by roost before per-store schemas (the migration files of d931bf1, in
+legacy_schema/) open with all their data (schema.py: adoption of the global version).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,12 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from roost.storage import StorageError, open_storage, postgres, sqlite
-from roost.storage.base import (
-    USER_DATA_TABLES,
-    Migration,
-    RosterItem,
-    load_migrations,
-    newest_schema_version,
-    pending_migrations,
-)
-from roost.storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteStorage
+from roost.storage import StorageError, open_storage
+from roost.storage.registry import STORES
+from roost.storage.roster import RosterChange, RosterItem
+from roost.storage.schema import LEGACY_MARK
+from roost.storage.sqlite_db import DEFAULT_BUSY_TIMEOUT_MS
+from tests.unit.storage.legacy_data import check_legacy_data, write_legacy_data
 from tests.unit.storage.storage_harness import (
     StorageTarget,
     binary_credentials,
@@ -25,19 +25,35 @@ from tests.unit.storage.storage_harness import (
 )
 
 HOST = "example.org"
+NEWEST = {store.name: len(store.schema) for store in STORES}
+
+
+async def _recorded(target: StorageTarget) -> dict[str, list[int]]:
+    """store → the versions recorded in store_schema, in order."""
+    rows = await target.column(
+        "SELECT store || ':' || CAST(version AS TEXT) FROM store_schema ORDER BY store, version"
+    )
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        store, _, version = str(row).partition(":")
+        found.setdefault(store, []).append(int(version))
+    return found
 
 
 @pytest.mark.asyncio
-async def test_open_migrates_to_the_newest_version(target: StorageTarget) -> None:
+async def test_open_migrates_every_store_to_its_newest_version(target: StorageTarget) -> None:
     storage = target.new()
-    assert storage.schema_version == 0
+    assert storage.schema_versions == {}
     await storage.open()
     try:
-        assert storage.schema_version == newest_schema_version(target.backend) >= 1
+        assert storage.schema_versions == NEWEST
+        assert all(version >= 1 for version in NEWEST.values())
+        assert "roster 2" in storage.schema_version
     finally:
         await storage.close()
-    versions = await target.column("SELECT version FROM schema_version ORDER BY version")
-    assert versions == [m.version for m in load_migrations(target.backend)]
+    assert await _recorded(target) == {name: list(range(1, n + 1)) for name, n in NEWEST.items()}
+    # roost from before per-store schemas finds a version it does not know, and refuses
+    assert await target.column("SELECT MAX(version) FROM schema_version") == [LEGACY_MARK]
 
 
 @pytest.mark.asyncio
@@ -57,7 +73,8 @@ async def test_every_table_has_a_host_column(target: StorageTarget) -> None:
             " WHERE table_schema = 'public' AND column_name = 'host'"
         )
         missing = [t for t in tables if t not in with_host]
-    assert {"accounts", "credentials", "kv", *USER_DATA_TABLES} <= set(tables)
+    assert {"accounts", "credentials", "kv", "roster_items", "offline_messages"} <= set(tables)
+    assert {"blocked_jids", "archive", "roster_version_floors"} <= set(tables)
     assert missing == []
 
 
@@ -75,38 +92,55 @@ async def test_reopened_storage_keeps_its_data(target: StorageTarget) -> None:
 async def test_opening_a_migrated_database_again_changes_nothing(target: StorageTarget) -> None:
     async with opened(target) as storage:
         await storage.accounts.create(HOST, "alice", {})
+    before = await _recorded(target)
     async with opened(target) as storage:
-        assert storage.schema_version == newest_schema_version(target.backend)
+        assert storage.schema_versions == NEWEST
         assert await storage.accounts.list(HOST) == ["alice"]
-    versions = await target.column("SELECT version FROM schema_version")
-    assert len(versions) == len(load_migrations(target.backend))
+    assert await _recorded(target) == before
+    assert await target.column("SELECT version FROM schema_version") == [LEGACY_MARK]
 
 
 @pytest.mark.asyncio
-async def test_database_at_schema_1_is_migrated_to_2_keeping_its_data(
-    target: StorageTarget, monkeypatch: pytest.MonkeyPatch
+async def test_database_of_the_global_schema_2_opens_with_all_its_data(
+    target: StorageTarget,
 ) -> None:
-    def up_to_schema_1(dialect: str, current: int, where: str) -> tuple[Migration, ...]:
-        return tuple(m for m in pending_migrations(dialect, current, where) if m.version <= 1)
+    await target.create_legacy(up_to=2)
+    await write_legacy_data(target)
+    async with opened(target) as storage:
+        assert storage.schema_versions == NEWEST
+        await check_legacy_data(storage)
+    recorded = await _recorded(target)
+    assert recorded["accounts"] == recorded["kv"] == recorded["offline"] == [1]
+    assert recorded["roster"] == [1, 2]  # 1 adopted, 2 (version floors) applied
+    legacy = await target.column("SELECT version FROM schema_version ORDER BY version")
+    assert legacy == [1, 2, LEGACY_MARK]
 
-    with monkeypatch.context() as patch:  # the real runner, stopped after 0001
-        for backend in (sqlite, postgres):
-            patch.setattr(backend, "pending_migrations", up_to_schema_1)
-        async with opened(target) as old:
-            assert old.schema_version == 1
-            await old.accounts.create(HOST, "alice", binary_credentials(1))
-            await old.kv.set(HOST, "alice", "private", "k", b"v")
+
+@pytest.mark.asyncio
+async def test_database_of_the_global_schema_1_gets_the_newer_stores(
+    target: StorageTarget,
+) -> None:
+    await target.create_legacy(up_to=1)
+    await target.execute(
+        "INSERT INTO kv (host, username, store, key, value) VALUES"
+        " ('example.org', 'alice', 'private', 'k', X'76')"
+        if target.backend == "sqlite"
+        else "INSERT INTO kv VALUES ('example.org', 'alice', 'private', 'k', '\\x76'::bytea)"
+    )
     assert "roster_items" not in await target.tables()
     async with opened(target) as storage:
-        assert storage.schema_version == newest_schema_version(target.backend) >= 2
-        assert await storage.accounts.get_credentials(HOST, "alice") == binary_credentials(1)
+        await storage.accounts.create(HOST, "alice", binary_credentials(1))
         assert await storage.kv.get(HOST, "alice", "private", "k") == b"v"
         assert await storage.roster.put(HOST, "alice", RosterItem("bob@x.example")) == 1
+        assert await storage.roster.changes_since(HOST, "alice", 0) == [
+            RosterChange("bob@x.example", RosterItem("bob@x.example"), 1)
+        ]
         assert await storage.offline.push(HOST, "alice", b"<message/>", limit=1)
         await storage.blocking.add(HOST, "alice", ["eve@x.example"])
         assert await storage.accounts.delete(HOST, "alice")
-    versions = await target.column("SELECT version FROM schema_version ORDER BY version")
-    assert versions == [m.version for m in load_migrations(target.backend)]
+    recorded = await _recorded(target)
+    assert recorded["kv"] == [1]
+    assert recorded["offline"] == [1]
 
 
 @pytest.mark.asyncio
@@ -119,21 +153,46 @@ async def test_simultaneous_opens_of_a_new_database_migrate_once(target: Storage
             assert await storage.accounts.exists(HOST, "alice")
     finally:
         await asyncio.gather(*(s.close() for s in storages))
-    versions = await target.column("SELECT version FROM schema_version")
-    assert len(versions) == len(load_migrations(target.backend))
+    assert await _recorded(target) == {name: list(range(1, n + 1)) for name, n in NEWEST.items()}
 
 
 @pytest.mark.asyncio
-async def test_database_newer_than_the_code_is_refused(target: StorageTarget) -> None:
+async def test_store_schema_newer_than_the_code_is_refused(target: StorageTarget) -> None:
     async with opened(target):
         pass
-    await target.execute("INSERT INTO schema_version (version, name) VALUES (9999, 'future')")
+    await target.execute(
+        "INSERT INTO store_schema (store, version, name) VALUES ('roster', 99, 'x')"
+    )
     storage = target.new()
-    with pytest.raises(StorageError, match="newer than this roost"):
+    with pytest.raises(StorageError, match="roster store is at version 99, newer than this roost"):
         await storage.open()
-    assert storage.schema_version == 0
+    assert storage.schema_versions == {}
     with pytest.raises(StorageError, match="not open"):
         await storage.accounts.list(HOST)
+
+
+@pytest.mark.asyncio
+async def test_unknown_global_schema_version_is_refused(target: StorageTarget) -> None:
+    await target.create_legacy(up_to=2)
+    await target.execute("INSERT INTO schema_version (version, name) VALUES (3, 'future')")
+    with pytest.raises(StorageError, match="version 3, newer than this roost"):
+        await target.new().open()
+    # nothing adopted, nothing marked: the whole migration was rolled back
+    assert await target.column("SELECT MAX(version) FROM schema_version") == [3]
+
+
+@pytest.mark.asyncio
+async def test_rows_of_stores_this_code_does_not_know_are_left_alone(
+    target: StorageTarget,
+) -> None:
+    async with opened(target):
+        pass
+    await target.execute(
+        "INSERT INTO store_schema (store, version, name) VALUES ('plugin', 3, 'x')"
+    )
+    async with opened(target) as storage:
+        assert "plugin" not in storage.schema_versions
+    assert (await _recorded(target))["plugin"] == [3]
 
 
 @pytest.mark.asyncio
@@ -184,14 +243,13 @@ async def test_malformed_postgresql_dsn_raises_storage_error_without_password() 
 
 @pytest.mark.asyncio
 async def test_sqlite_connection_is_durable_wal_with_foreign_keys(tmp_path: Path) -> None:
-    storage = SqliteStorage(tmp_path / "roost.sqlite")
+    storage = open_storage("sqlite", path=tmp_path / "roost.sqlite")
     await storage.open()
     try:
-        async with storage.reading() as db:
-            settings = [
-                next(iter(await db.execute_fetchall(f"PRAGMA {name}")))[0]
-                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-            ]
+        settings = [
+            await storage.db.fetchval(f"PRAGMA {name}")
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        ]
     finally:
         await storage.close()
     assert settings == ["wal", 2, 1, DEFAULT_BUSY_TIMEOUT_MS]  # synchronous 2 = FULL
