@@ -224,3 +224,34 @@ async def test_concurrent_removes_get_distinct_versions_and_remove_once(
         assert sorted(v for v in results if v is not None) == list(range(7, 13))
         roster = await one.roster.get(HOST, "romeo")
         assert (roster.version, roster.items) == (12, {})
+
+
+async def test_issue_9_roster_versions_never_go_back_when_an_account_is_recreated(
+    storage: Storage, target: StorageTarget
+) -> None:
+    await storage.accounts.create(HOST, "romeo", {})
+    for n in range(3):
+        await storage.roster.put(HOST, "romeo", RosterItem(f"old{n}@x.example"))
+    await storage.roster.remove(HOST, "romeo", "old0@x.example")
+    cached = (await storage.roster.get(HOST, "romeo")).version  # what romeo's client holds
+    assert await storage.accounts.delete(HOST, "romeo")
+    await storage.accounts.create(HOST, "romeo", {})
+    assert (await storage.roster.get(HOST, "romeo")).items == {}
+    versions = [
+        await storage.roster.put(HOST, "romeo", RosterItem(f"new{n}@x.example")) for n in range(5)
+    ]
+    assert min(versions) > cached
+    assert versions == list(range(versions[0], versions[0] + 5))
+    # the client holding the deleted account's version gets the whole roster, never "no
+    # changes" or pushes on top of the old items
+    for version in range(cached + 1):
+        assert await storage.roster.changes_since(HOST, "romeo", version) is None
+    assert await storage.roster.changes_since(HOST, "romeo", versions[2]) == [
+        RosterChange(f"new{n}@x.example", RosterItem(f"new{n}@x.example"), versions[n])
+        for n in (3, 4)
+    ]
+    # a second deletion raises the floor again; other hosts keep theirs
+    assert await storage.accounts.delete(HOST, "romeo")
+    assert await storage.roster.put(HOST, "romeo", RosterItem("a@x.example")) > versions[-1]
+    assert await storage.roster.put("b.example", "romeo", RosterItem("a@x.example")) == 1
+    assert await target.column("SELECT host FROM roster_version_floors") == [HOST]
