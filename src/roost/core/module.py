@@ -176,7 +176,7 @@ class ModuleAPI:
 
     def store(self, kind: type[S]) -> S:
         """The store of type ``kind`` from the storage registry."""
-        found: S = self.server.storage.store(kind)  # type: ignore[attr-defined]
+        found: S = self.server.storage.store(kind)
         return found
 
     # -- service discovery and stream features -----------------------------------------------

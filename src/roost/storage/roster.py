@@ -182,6 +182,29 @@ SCHEMA: Final = (
 
 _ITEM_COLUMNS: Final = "i.jid, i.name, i.subscription, i.ask, i.approved, i.groups"
 _FLOOR: Final = "(SELECT COALESCE(MAX(version), 0) FROM roster_version_floors WHERE host = ?)"
+_USER: Final = "host = ? AND username = ?"
+# (host, user, host, host): the next version, or the first one above the host's floor
+_NEXT_VERSION: Final = (
+    "INSERT INTO roster_versions (host, username, version, oldest_version)"
+    f" VALUES (?, ?, {_FLOOR} + 1, {_FLOOR}) ON CONFLICT (host, username)"
+    " DO UPDATE SET version = roster_versions.version + 1 RETURNING version"
+)
+_PUT_ITEM: Final = (
+    "INSERT INTO roster_items (host, username, jid, name, subscription, ask, approved, groups,"
+    " removed, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?)"
+    " ON CONFLICT (host, username, jid) DO UPDATE SET name = excluded.name,"
+    " subscription = excluded.subscription, ask = excluded.ask, approved = excluded.approved,"
+    " groups = excluded.groups, removed = false, version = excluded.version"
+)
+_TOMBSTONE: Final = (  # (empty groups, version, host, user, jid)
+    "UPDATE roster_items SET removed = true, name = NULL, subscription = 'none', ask = false,"
+    f" approved = false, groups = ?, version = ? WHERE {_USER} AND jid = ? AND NOT removed"
+)
+_RAISE_FLOOR: Final = (  # (host, user): one above the user's last version
+    "INSERT INTO roster_version_floors (host, version)"
+    f" SELECT host, version + 1 FROM roster_versions WHERE {_USER} ON CONFLICT (host)"
+    " DO UPDATE SET version = {greatest}(roster_version_floors.version, excluded.version)"
+)
 
 
 class SqlRosterStore(SqlStore):
@@ -194,14 +217,9 @@ class SqlRosterStore(SqlStore):
 
     def _item(self, row: Row) -> RosterItem:
         """A RosterItem from a row starting with _ITEM_COLUMNS."""
-        return RosterItem(
-            jid=str(row[0]),
-            name=None if row[1] is None else str(row[1]),
-            subscription=str(row[2]),
-            ask=bool(row[3]),
-            approved=bool(row[4]),
-            groups=self.db.dialect.decode_list(row[5]),
-        )
+        name, groups = row[1], self.db.dialect.decode_list(row[5])
+        return RosterItem(str(row[0]), None if name is None else str(name), str(row[2]),
+                          bool(row[3]), bool(row[4]), groups)  # fmt: skip
 
     async def get(self, host: str, user: str) -> Roster:
         rows = await self.db.fetch(
@@ -219,72 +237,34 @@ class SqlRosterStore(SqlStore):
 
     async def put(self, host: str, user: str, item: RosterItem) -> int:
         item = checked_roster_item(item)
+        groups = self.db.dialect.encode_list(item.groups)
         async with self.db.transaction() as tx:
             # the upsert locks the counter row: a concurrent change of this roster waits here
-            version = int(
-                await tx.fetchval(
-                    "INSERT INTO roster_versions (host, username, version, oldest_version)"
-                    f" VALUES (?, ?, {_FLOOR} + 1, {_FLOOR}) ON CONFLICT (host, username)"
-                    " DO UPDATE SET version = roster_versions.version + 1 RETURNING version",
-                    host,
-                    user,
-                    host,
-                    host,
-                )
-            )
-            await tx.execute(
-                "INSERT INTO roster_items (host, username, jid, name, subscription, ask,"
-                " approved, groups, removed, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?)"
-                " ON CONFLICT (host, username, jid) DO UPDATE SET name = excluded.name,"
-                " subscription = excluded.subscription, ask = excluded.ask,"
-                " approved = excluded.approved, groups = excluded.groups, removed = false,"
-                " version = excluded.version",
-                host,
-                user,
-                item.jid,
-                item.name,
-                item.subscription,
-                item.ask,
-                item.approved,
-                self.db.dialect.encode_list(item.groups),
-                version,
-            )
+            version = int(await tx.fetchval(_NEXT_VERSION, host, user, host, host))
+            await tx.execute(_PUT_ITEM, host, user, item.jid, item.name, item.subscription,
+                             item.ask, item.approved, groups, version)  # fmt: skip
         return version
 
     async def remove(self, host: str, user: str, jid: str) -> int | None:
+        empty = self.db.dialect.encode_list(())
         async with self.db.transaction() as tx:
             current = await tx.fetchval(
-                "SELECT version FROM roster_versions WHERE host = ? AND username = ? {for_update}",
-                host,
-                user,
+                f"SELECT version FROM roster_versions WHERE {_USER} {{for_update}}", host, user
             )
             if current is None:
                 return None
             version = int(current) + 1
-            removed = await tx.execute(
-                "UPDATE roster_items SET removed = true, name = NULL, subscription = 'none',"
-                " ask = false, approved = false, groups = ?, version = ?"
-                " WHERE host = ? AND username = ? AND jid = ? AND NOT removed",
-                self.db.dialect.encode_list(()),
-                version,
-                host,
-                user,
-                jid,
-            )
-            if not removed:
+            if not await tx.execute(_TOMBSTONE, empty, version, host, user, jid):
                 return None
             await tx.execute(
-                "UPDATE roster_versions SET version = ? WHERE host = ? AND username = ?",
-                version,
-                host,
-                user,
+                f"UPDATE roster_versions SET version = ? WHERE {_USER}", version, host, user
             )
             await self._prune_tombstones(tx, host, user)
         return version
 
     async def _prune_tombstones(self, tx: Transaction, host: str, user: str) -> None:
         cutoff = await tx.fetchval(
-            "SELECT version FROM roster_items WHERE host = ? AND username = ? AND removed"
+            f"SELECT version FROM roster_items WHERE {_USER} AND removed"
             " ORDER BY version DESC LIMIT 1 OFFSET ?",
             host,
             user,
@@ -294,16 +274,13 @@ class SqlRosterStore(SqlStore):
             return
         # the newest tombstone beyond the ones kept: versions up to it are no longer answerable
         await tx.execute(
-            "DELETE FROM roster_items WHERE host = ? AND username = ? AND removed AND version <= ?",
+            f"DELETE FROM roster_items WHERE {_USER} AND removed AND version <= ?",
             host,
             user,
             cutoff,
         )
         await tx.execute(
-            "UPDATE roster_versions SET oldest_version = ? WHERE host = ? AND username = ?",
-            cutoff,
-            host,
-            user,
+            f"UPDATE roster_versions SET oldest_version = ? WHERE {_USER}", cutoff, host, user
         )
 
     async def changes_since(self, host: str, user: str, version: int) -> list[RosterChange] | None:
@@ -327,19 +304,14 @@ class SqlRosterStore(SqlStore):
 
     async def pending_in(self, host: str, user: str) -> dict[str, bytes]:
         rows = await self.db.fetch(
-            "SELECT jid, stanza FROM roster_pending_in WHERE host = ? AND username = ?",
-            host,
-            user,
+            f"SELECT jid, stanza FROM roster_pending_in WHERE {_USER}", host, user
         )
         return dict(sorted((str(row[0]), bytes(row[1])) for row in rows))
 
     async def set_pending_in(self, host: str, user: str, jid: str, stanza: bytes | None) -> None:
         if stanza is None:
             await self.db.execute(
-                "DELETE FROM roster_pending_in WHERE host = ? AND username = ? AND jid = ?",
-                host,
-                user,
-                jid,
+                f"DELETE FROM roster_pending_in WHERE {_USER} AND jid = ?", host, user, jid
             )
             return
         await self.db.execute(
@@ -352,16 +324,9 @@ class SqlRosterStore(SqlStore):
         )
 
     async def delete_user(self, tx: Queries, host: str, user: str) -> None:
-        await tx.execute(
-            "INSERT INTO roster_version_floors (host, version)"
-            " SELECT host, version + 1 FROM roster_versions WHERE host = ? AND username = ?"
-            " ON CONFLICT (host) DO UPDATE"
-            " SET version = {greatest}(roster_version_floors.version, excluded.version)",
-            host,
-            user,
-        )
+        await tx.execute(_RAISE_FLOOR, host, user)
         for table in ("roster_versions", "roster_items", "roster_pending_in"):
-            await tx.execute(f"DELETE FROM {table} WHERE host = ? AND username = ?", host, user)
+            await tx.execute(f"DELETE FROM {table} WHERE {_USER}", host, user)
 
     # -- XEP-0227 §4.3: <query xmlns='jabber:iq:roster'/>, <presence type='subscribe'/> -------
 
