@@ -16,7 +16,7 @@ contain '_' (used for internal service names; IDNA2008 alone forbids it); domain
 to DNS's 253-octet total (XMPP allows 1023), labels are held to 63 octets. IPv6 literals are
 stored in their canonical compressed form so that equal addresses compare equal.
 
-Parsing is cached: ``JID.parse`` keeps a bounded LRU keyed on the raw string (DESIGN.md §3),
+Parsing is cached: ``JID.parse`` keeps a bounded LRU keyed on the raw string (docs/architecture.md),
 and the common all-ASCII parts skip the Unicode machinery (the result is the same; the tests
 check the fast paths against precis-i18n).
 """

@@ -1,6 +1,6 @@
 """The ``roost`` command: init, run, user add/passwd/del/list, check, import, export, version.
 
-One file per command group (DESIGN.md §7): ``run`` (init, run), ``user``, ``check``,
+One file per command group (docs/architecture.md): ``run`` (init, run), ``user``, ``check``,
 ``transfer`` (import, export), ``version``; ``command`` holds what they share. This file
 builds the argparse parser and maps what a command raises to its exit code.
 

@@ -1,5 +1,5 @@
 """``roost init`` (a commented configuration file, the data directory, a certificate) and
-``roost run`` (the server in the foreground), DESIGN.md §8."""
+``roost run`` (the server in the foreground), docs/architecture.md"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""``roost user add | passwd | del | list``: accounts in the configured storage (DESIGN.md §8).
+"""``roost user add | passwd | del | list``: accounts in the configured storage.
+
+See "Accounts" in docs/configuration.md.
 
 They open the storage named by the configuration directly, so they work whether the server
 runs or not (SQLite lets both write, one after the other).

@@ -1,4 +1,4 @@
-"""The configuration: one TOML file validated into frozen dataclasses (DESIGN.md §8).
+"""The configuration: one TOML file validated into frozen dataclasses (docs/configuration.md).
 
 - ``schema``: the typed sections, their defaults, and the keys of features not built yet;
 - ``load``: TOML → ``Config``, errors naming the file and the key path;

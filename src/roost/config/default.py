@@ -1,4 +1,4 @@
-"""The commented configuration file that ``roost init`` writes (DESIGN.md §8).
+"""The commented configuration file that ``roost init`` writes (docs/configuration.md).
 
 The text is ``default.toml`` beside this file (package data), with ``@DOMAIN@`` standing
 for the served domain; an empty file and this one load to the same configuration.

@@ -1,5 +1,5 @@
 """The configuration file: one TOML file validated into the frozen dataclasses of
-``roost.config.schema`` (DESIGN.md §8).
+``roost.config.schema`` (docs/configuration.md).
 
 ``load_config`` reads the file with ``tomllib`` and checks every key: unknown keys, wrong
 types and bad values fail at once with the file, the key path and what is allowed, e.g.

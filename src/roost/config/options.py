@@ -1,5 +1,5 @@
 """Per-module options: a module's frozen ``Options`` dataclass read from its
-``[modules.NAME]`` table (DESIGN.md §2a, §8).
+``[modules.NAME]`` table (docs/architecture.md).
 
 A module says what it accepts with a frozen dataclass; the field types say what a key may
 hold, ``dataclasses.field(metadata=...)`` adds bounds and one line of documentation::

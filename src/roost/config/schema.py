@@ -1,4 +1,4 @@
-"""The typed sections of the configuration file (DESIGN.md §8): frozen dataclasses whose
+"""The typed sections of the configuration file (docs/configuration.md): frozen dataclasses whose
 defaults are those of an empty file, and the keys accepted before their feature is built.
 
 ``roost.config.load`` fills them from TOML; code that runs the server reads only these.
@@ -92,7 +92,7 @@ class StorageSection:
 
 @dataclass(frozen=True, slots=True)
 class LimitsSection:
-    """Resource limits (../shared/reference/limits.md); sizes in bytes, times in seconds."""
+    """Resource limits (docs/configuration.md [limits]); sizes in bytes, times in seconds."""
 
     stanza_size: int = 262_144
     stanza_size_preauth: int = 10_000

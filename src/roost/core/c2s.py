@@ -9,7 +9,7 @@ or be carried by something else.
 Stanzas of one connection are processed strictly in order (RFC 6120 §10.1): when an action
 has to wait (a storage lookup, an async handler, a password derivation), reading pauses and
 the remaining actions and events wait behind it — Prosody's per-session runner, without a
-task per stanza (DESIGN.md §2).
+task per stanza (docs/architecture.md).
 """
 
 from __future__ import annotations

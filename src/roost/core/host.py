@@ -1,6 +1,6 @@
 """A served domain: its handlers, hooks, disco data and stream features (Prosody's ``hosts[h]``).
 
-Two kinds share this shape (DESIGN.md §2a, the route table):
+Two kinds share this shape (docs/architecture.md, the route table):
 - a *user host* (``[server].domains``) has accounts, accepts c2s logins, and applies the
   RFC 6121 §8.5 delivery rules to what no module handled (``roost.core.routes.UserHost``);
 - a *service host* (``[services]``: MUC, PubSub, upload) has no accounts and no logins; what
@@ -13,6 +13,7 @@ priorities in registration order), never per stanza.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from roost.core.hooks import HookBus
@@ -55,8 +56,8 @@ class Ordered(Generic[H]):
         self.handlers[:] = [e[2] for e in self._entries]
 
 
-class Host:
-    """One served domain and everything registered on it."""
+class Host(ABC):
+    """One served domain and everything registered on it (``UserHost`` or ``ServiceHost``)."""
 
     kind: ClassVar[str] = "host"
     accepts_logins: ClassVar[bool] = False
@@ -127,14 +128,14 @@ class Host:
         self._outgoing.remove(fn)
 
     # -- what nobody handled -----------------------------------------------------------------
+    @abstractmethod
     def unhandled(self, router: Router, routed: Routed, addressing: str) -> Pending:
         """Message or presence that no handler took (see the subclasses)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def unhandled_iq(self, router: Router, routed: Routed) -> Pending:
         """An iq get/set that no handler took (see the subclasses)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def iq_response(self, router: Router, routed: Routed) -> Pending:
         """An iq result/error to an address of this host that is not the server itself."""
-        raise NotImplementedError

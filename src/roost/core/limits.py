@@ -1,6 +1,6 @@
 """Process-wide limits: per-IP connections, connection rate, failed authentications, memory.
 
-Defaults come from ``shared/reference/limits.md``: 20 unauthenticated connections and
+Defaults (``[limits]`` in docs/configuration.md): 20 unauthenticated connections and
 10 new connections per second per IP; 20 failed authentications per IP per hour, then a
 temporary ban. Loopback (127.0.0.0/8, ::1) is not exempt unless ``[limits].exempt_loopback``
 is set.
@@ -15,7 +15,7 @@ the community ``mod_limit_auth``) and ejabberd (``mod_fail2ban``'s ``failed_auth
 ``unban_ip`` takes a mask only to remove entries) count the exact address: roost departs
 from them here, as web rate limiters do (GitLab's default /64, express-rate-limit's /56).
 
-The memory watchdog (limits.md "process-wide watchdog, shed load"): at each sweep the
+The memory watchdog (a process-wide watchdog that sheds load): at each sweep the
 process's resident memory is compared with ``[limits].memory_limit`` (0: 80 % of the memory
 the process may use, RAM or its cgroup's limit, as ejabberd's ``oom_watermark``); while it is
 over, new connections are refused with ``resource-constraint``. Where the memory in use
@@ -262,7 +262,7 @@ class Limiter:
 
 
 class ReadBudget:
-    """A token bucket on the bytes read from one connection (limits.md: read rate).
+    """A token bucket on the bytes read from one connection (``[limits].read_rate``).
 
     ``rate`` bytes per second, up to ``burst`` seconds of it at once. ``spend()`` returns how
     long the transport must stop reading to pay back what it read beyond the budget: the

@@ -7,7 +7,7 @@ globals, so two servers in one process (the s2s tests) count apart.
 
 Exported:
 - ``roost_limit_rejections_total{reason}``: input refused or a connection closed by a limit
-  of reference/limits.md, by reason (``REASONS``);
+  of docs/configuration.md [limits], by reason (``REASONS``);
 - ``roost_stream_errors_total{condition}``: stream errors sent, by RFC 6120 condition;
 - ``roost_auth_failures_total{condition}``: failed SASL attempts, by RFC 6120 §6.5 condition;
 - ``roost_read_throttles_total``: times reading from a client paused for the read rate;

@@ -1,4 +1,4 @@
-"""The module API: how features plug into a host (DESIGN.md §2, §2a).
+"""The module API: how features plug into a host (docs/architecture.md).
 
 Every registration a module makes through its ``ModuleAPI`` is recorded and undone when the
 module is unloaded (ejabberd's discipline); the shape of the calls follows Prosody's

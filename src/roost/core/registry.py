@@ -1,4 +1,4 @@
-"""The module registry: every module the server can load, by name (DESIGN.md §2a).
+"""The module registry: every module the server can load, by name (docs/architecture.md).
 
 Two sources, one table: the built-in modules (``roost.modules.BUILTIN``, one line each) and
 the modules other packages declare as entry points in the group ``roost.modules``::

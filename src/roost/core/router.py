@@ -1,4 +1,4 @@
-"""The router: the one place where stanzas move (DESIGN.md §1.3, §2a).
+"""The router: the one place where stanzas move (docs/architecture.md).
 
 Way in: ``route(stanza, origin)`` reads only the envelope (name, type, id, to, from) and
 1. runs the *pre-route* handlers of the sender's host when the sender is one of its accounts,

@@ -1,4 +1,4 @@
-"""The route table: what serves each domain (DESIGN.md §2a; ejabberd's route table by domain,
+"""The route table: what serves each domain (docs/architecture.md; ejabberd's route table by domain,
 wokkel's ``Router.routes``).
 
 ``routes.find(domain)`` answers one of:

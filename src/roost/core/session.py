@@ -1,4 +1,4 @@
-"""A bound client session, separate from the connection that carries it (DESIGN.md §2a).
+"""A bound client session, separate from the connection that carries it (docs/architecture.md).
 
 A ``Session`` is what the rest of the server knows of a logged-in resource (RFC 6120 §7):
 its full JID, its host, its presence and priority (RFC 6121 §4), per-module state, and the
@@ -78,16 +78,6 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.jid_str}>"
-
-    @property
-    def bare(self) -> JID:
-        """The account's bare JID."""
-        return self.jid.bare
-
-    @property
-    def peer(self) -> str:
-        """The client's address (as its carrier knows it)."""
-        return self.carrier.peer
 
     def state_of(self, kind: type[T]) -> T | None:
         """The state a module keeps on this session under the type ``kind``, if any."""

@@ -2,7 +2,7 @@
 
 Every lookup of a session goes through the ``SessionRegistry`` protocol, so that the
 in-memory table of a single process can be replaced by one shared between the nodes of a
-cluster (DESIGN.md §5: Redis holds which node holds which full JID), where a session of
+cluster (docs/architecture.md: Redis holds which node holds which full JID), where a session of
 another node is represented by a proxy ``Session`` whose carrier forwards to that node.
 """
 

@@ -3,8 +3,8 @@
 - §5 the server (``domain``): ``seconds`` is the uptime, no text.
 - §3 an account (``user@domain``), answered by the server on the user's behalf:
   - who may ask (§3, §8): the user and the contacts allowed to see the user's presence, i.e.
-    with subscription ``from`` or ``both`` on the user's roster (reference/limits.md: "last
-    activity from non-subscriber → forbidden"); anyone else gets ``forbidden``. A query about
+    with subscription ``from`` or ``both`` on the user's roster; anyone else gets
+    ``forbidden``. A query about
     an account that does not exist is ``service-unavailable`` first (RFC 6121 §8.5.1 for an
     iq to a missing account; existence is learnt the same way from messages, so ``forbidden``
     would hide nothing).

@@ -10,7 +10,7 @@ Implements XEP-0160 (Best Practices for Handling Offline Messages) §3 with XEP-
   serialized and pushed to ``storage.offline``. The push is committed before ``store``
   returns, and the message handler awaits it, so it is committed before the sender's next
   stanza is processed (RFC 6120 §10.1) and before any later stream-management ack
-  (DESIGN.md §4).
+  (docs/architecture.md).
 - Quota: ``[limits].offline_messages`` per user (default 1000); a message past it is refused
   (``store`` returns False and the sender gets ``service-unavailable``).
 - Delivery: at the user's initial presence (``InitialPresence``, RFC 6121 §4.2) when its
@@ -21,7 +21,7 @@ Implements XEP-0160 (Best Practices for Handling Offline Messages) §3 with XEP-
   A message stored while the user was coming online (the push still running when the
   delivery fetched) is delivered as soon as its push is committed.
 - Expiry: messages older than ``[limits].offline_expire_after`` (30 days) are deleted at
-  start and then hourly (reference/limits.md).
+  start and then hourly (docs/configuration.md [limits]).
 - Discovery: the host advertises ``msgoffline`` (XEP-0160 §6, registrar considerations).
   Flexible offline retrieval (XEP-0013) is not offered.
 """
@@ -158,19 +158,24 @@ class Offline(Module):
         for message_id, data in await store.fetch(domain, user):
             if session.closed:
                 break
-            if blocking is None or not await self.blocked(blocking, jid, data):
-                self.api.deliver(session, parse_fragment(data), data)
+            try:
+                stanza = parse_fragment(data)
+            except ValueError:
+                log.error("offline message %d of %s is not XML; it stays stored", message_id, jid)
+                continue
+            if blocking is None or not await self.blocked(blocking, jid, stanza):
+                self.api.deliver(session, stanza, data)
             sent.append(message_id)
         if sent:
             await store.delete(domain, user, sent)
             log.debug("delivered %d offline messages to %s", len(sent), session.jid_str)
 
     @staticmethod
-    async def blocked(blocking: BlockingService, user: JID, data: bytes) -> bool:
+    async def blocked(blocking: BlockingService, user: JID, stanza: Element) -> bool:
         """Whether a stored message comes from a JID the user has blocked since."""
         try:
-            sender = JID.parse(parse_fragment(data).attrs.get("from", ""))
-        except (ValueError, JIDError):
+            sender = JID.parse(stanza.attrs.get("from", ""))
+        except JIDError:
             return False
         return await blocking.blocks(user.bare, sender)
 

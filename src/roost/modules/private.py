@@ -17,7 +17,7 @@
   lists ``http://jabber.org/*`` and ``vcard-temp`` as reserved; those are accepted, as
   Prosody and ejabberd do.
 - Another user's storage (§2.3, §3): get or set to someone else's bare JID is ``forbidden``
-  (the XEP's preferred condition; reference/limits.md).
+  (the XEP's preferred condition; docs/configuration.md [limits]).
 - Size: each fragment is bounded by the stanza size limit; a user keeps at most
   ``MAX_ITEMS`` fragments (a new one past it is ``policy-violation``).
 - Discovery: the host advertises ``jabber:iq:private`` (as Prosody does).

@@ -39,6 +39,7 @@ from roost.jid import JID, JIDError
 from roost.modules.api import RosterChanged, RosterService
 from roost.modules.subscription import State
 from roost.storage.base import Roster, RosterChange, RosterItem
+from roost.storage.roster import roster_item_element as item_element
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_ROSTER, NS_ROSTER_VER
 
@@ -86,20 +87,6 @@ def presence(kind: str | None, sender: str, to: str | None = None) -> Element:
     if kind is not None:
         stanza.attrs["type"] = kind
     return stanza
-
-
-def item_element(item: RosterItem) -> Element:
-    """The ``<item/>`` of a roster result or push (§2.1.2)."""
-    element = Element("item", NS_ROSTER, {"jid": item.jid, "subscription": item.subscription})
-    if item.name is not None:
-        element.attrs["name"] = item.name
-    if item.ask:
-        element.attrs["ask"] = "subscribe"
-    if item.approved:
-        element.attrs["approved"] = "true"
-    for group in item.groups:
-        element.sub("group", text=group)
-    return element
 
 
 class RosterEntry:

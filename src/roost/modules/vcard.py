@@ -8,7 +8,7 @@ XEP-0054 1.2, answered by the server on the account's behalf:
   vCard larger than ``[limits].vcard_size`` (default 64 KiB) serialized is refused with
   ``policy-violation``
   (Metronome's ``vcard_max_size`` answer; Prosody has no limit but the stanza size). A set to
-  anyone else is ``forbidden`` (§3.2: forbidden or not-allowed; reference/limits.md).
+  anyone else is ``forbidden`` (§3.2: forbidden or not-allowed; docs/configuration.md [limits]).
 - §3.3 another user's vCard (their bare JID): anyone may read it; no vCard and no such account
   both give ``service-unavailable`` (§3.3 wants one condition for both, to prevent directory
   harvesting; RFC 6121 §8.5.1 wants service-unavailable for a missing account).

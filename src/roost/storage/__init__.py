@@ -1,4 +1,4 @@
-"""Durable storage by concern: one file per store over one SQL dialect layer (DESIGN.md §4).
+"""Durable storage by concern: one file per store over one SQL dialect layer (docs/architecture.md).
 
 ``open_storage(backend, path=..., dsn=...)`` makes a Storage for the configured backend
 (SQLite or PostgreSQL); ``await storage.open()`` connects and migrates every store's schema.

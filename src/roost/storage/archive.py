@@ -1,6 +1,6 @@
 """The generic archive: stanzas kept in order, paged with RSM, searchable by text.
 
-Shared by the user archive (XEP-0313 MAM), MUC history and PubSub items (DESIGN.md §4).
+Shared by the user archive (XEP-0313 MAM), MUC history and PubSub items (docs/architecture.md).
 An archive is named by an ArchiveKey (host, kind, owner): ``host`` is the domain holding it
 (a user host or a service), ``kind`` says whose archive it is ("mam", "muc", "pubsub",
 "pep:<node>", ...), ``owner`` the owner within them (a username, a room's local part, a

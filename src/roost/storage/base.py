@@ -8,7 +8,7 @@ release are also attributes (``storage.accounts``, ``.roster``, ``.offline``, ``
 
 Hosts and usernames arrive already normalised by the JID rules (RFC 7622): the stores
 compare them byte for byte and never normalise again. Both backends run the same SQL
-through the dialect layer (sql.py) and the same test suite (DESIGN.md §4).
+through the dialect layer (sql.py) and the same test suite (docs/architecture.md).
 
 The records and protocols are defined with their stores (accounts.py, roster.py, ...) and
 re-exported here, where the rest of roost imports them from.

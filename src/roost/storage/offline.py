@@ -1,7 +1,7 @@
 """Messages held for a user who has no available resource (XEP-0160).
 
 ``push`` commits before it returns, so the sender may be told the message was accepted
-(DESIGN.md §4). It counts and inserts in one transaction under a per-user lock
+(docs/architecture.md). It counts and inserts in one transaction under a per-user lock
 (``tx.lock``: an advisory lock on PostgreSQL, the write lock on SQLite), so concurrent
 pushes never exceed the limit. Ids increase with each push and are never reused
 (AUTOINCREMENT, an identity column), so deleting ids fetched earlier can never remove a

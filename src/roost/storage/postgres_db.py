@@ -1,4 +1,4 @@
-"""The PostgreSQL database (production and the cluster, DESIGN.md §5), over asyncpg.
+"""The PostgreSQL database (production and the cluster, docs/architecture.md), over asyncpg.
 
 A small connection pool (1 to 10 connections) per Storage. Each transaction runs on one
 pooled connection (READ COMMITTED); single statements go straight through the pool, and

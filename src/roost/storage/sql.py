@@ -42,6 +42,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -199,15 +200,17 @@ class Database(Queries, Protocol):
         ...
 
 
-class StatementsThrough:
+class StatementsThrough(ABC):
     """The Queries methods of a Database, each run on what ``_reading()`` yields (reads) or
     ``_writing()`` yields (single writes); a base class for the two drivers."""
 
+    @abstractmethod
     def _reading(self) -> AbstractAsyncContextManager[Queries]:
-        raise NotImplementedError
+        """A connection to read on (the driver's choice: shared, or from the pool)."""
 
+    @abstractmethod
     def _writing(self) -> AbstractAsyncContextManager[Queries]:
-        raise NotImplementedError
+        """A connection for one write, committed when the block ends."""
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
         async with self._reading() as db:

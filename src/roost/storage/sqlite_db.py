@@ -143,7 +143,7 @@ class SqliteDatabase(StatementsThrough):
             log.warning("%s: WAL mode unavailable, journal mode is %s", self.where, rows[0][0])
         # In WAL mode, synchronous=NORMAL syncs the log only at checkpoints: a commit survives
         # a crash of the process but not of the machine. What the server acknowledged as
-        # stored (offline messages, archive, stream-management acks, DESIGN.md §4) must be
+        # stored (offline messages, archive, stream-management acks, docs/architecture.md) must be
         # on disk before the sender is told, so every commit syncs the log: FULL.
         await db.execute("PRAGMA synchronous = FULL")
         await db.execute("PRAGMA foreign_keys = ON")

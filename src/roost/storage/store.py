@@ -8,7 +8,7 @@ builds them in that order on its database and answers ``storage.store(Protocol)`
 The registry asks each store for three things:
 
 - ``delete_user``: remove the user's rows, inside the one transaction that deletes an
-  account (every per-user table has (host, user) columns; DESIGN.md §4);
+  account (every per-user table has (host, user) columns; docs/architecture.md);
 - ``xep0227_claims`` / ``xep0227_export`` / ``xep0227_import``: its children of a user's
   ``<user>`` element in XEP-0227 1.1 (roster, vCard, offline messages, ...). A store with
   nothing portable keeps the defaults (claims nothing, exports nothing).
@@ -16,6 +16,7 @@ The registry asks each store for three things:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar, cast
@@ -36,7 +37,7 @@ class ImportContext:
     notes: list[str] = field(default_factory=list)  # what was left out, and why
 
 
-class SqlStore:
+class SqlStore(ABC):
     """The base of every store's SQL implementation."""
 
     name: ClassVar[str]  # the store's name in store_schema ("roster")
@@ -47,9 +48,9 @@ class SqlStore:
         self.db = db
         self.stores = stores
 
+    @abstractmethod
     async def delete_user(self, tx: Queries, host: str, user: str) -> None:
         """Remove every row of the user, inside the account deletion's transaction."""
-        raise NotImplementedError
 
     def xep0227_claims(self, element: Element) -> bool:
         """Whether this child of a XEP-0227 ``<user>`` is this store's to import."""
@@ -63,6 +64,7 @@ class SqlStore:
         self, host: str, user: str, elements: list[Element], context: ImportContext
     ) -> None:
         """Store the children this store claimed (in document order), for a new account."""
+        return  # a store without portable data claims nothing, so there is nothing to store
 
 
 class StoreSet:

@@ -27,7 +27,7 @@ socket, so TCP, WebSocket and BOSH drive the same machine. States:
   while the request is pending wait in the machine and are processed, in order, with the
   answer (§10.1). Driver callbacks that come after the stream closed return no actions.
 - Established: every stanza gets its ``from`` stamped with the full JID; a different ``from``
-  is ``invalid-from`` (§8.1.2.1, limits.md). Anything but message/presence/iq is
+  is ``invalid-from`` (§8.1.2.1). Anything but message/presence/iq is
   ``unsupported-stanza-type``; stanzas before authentication are ``not-authorized`` (§6.4.1);
   iq before binding gets a ``not-authorized`` stanza error and is never routed.
 """
@@ -170,7 +170,7 @@ class C2SStream:
             else:
                 for i, event in enumerate(events):
                     if self.state is State.TLS_PENDING or self.state is State.CLOSED:
-                        break  # bytes after <starttls/> are discarded (limits.md)
+                        break  # bytes after <starttls/> are discarded (RFC 6120 §5.4.3.3)
                     if self.state is State.BINDING:
                         self._pending.extend(events[i:])  # wait for bound() / bind_failed()
                         break

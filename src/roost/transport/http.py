@@ -1,4 +1,4 @@
-"""The HTTP listener: one aiohttp application for web clients (DESIGN.md §1, §6).
+"""The HTTP listener: one aiohttp application for web clients (docs/architecture.md).
 
 Routes:
 - ``/xmpp-websocket``: XMPP over WebSocket, RFC 7395 (``roost.transport.websocket``);

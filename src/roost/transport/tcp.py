@@ -1,11 +1,11 @@
 """TCP transport for client streams: STARTTLS (RFC 6120 §5) and direct TLS (XEP-0368).
 
-An ``asyncio.Protocol`` (not streams: no task or future per read, model-codebases §1.5) that
+An ``asyncio.Protocol`` (not streams: no task or future per read) that
 owns the socket, the parser and the output buffer, feeds parse events to its ``C2SConnection``
 and writes what the session emits. Writes are coalesced and flushed once per loop turn.
 It decides nothing about XMPP.
 
-Flow control, both ways (reference/limits.md):
+Flow control, both ways (docs/configuration.md [limits]):
 - Read rate: every read is spent from a ``ReadBudget`` (``[limits].read_rate`` bytes per
   second, ``read_burst`` seconds of it at once). Past it, reading pauses
   (``transport.pause_reading``) until the budget is paid back (``loop.call_later``); what was
@@ -116,9 +116,9 @@ class C2SProtocol(asyncio.Protocol):
     def _receive_before_tls(self, session: C2SConnection, data: bytes) -> None:
         """While STARTTLS may come, feed up to each '>' on its own and stop at <starttls/>.
 
-        Bytes after ``<starttls/>`` must be dropped whatever they are (limits.md): fed to the
-        parser in the same call, a TLS ClientHello or any other non-XML would be a parse error
-        that replaces ``<proceed/>``. Pre-authentication input is small, so this costs little.
+        Bytes after ``<starttls/>`` must be dropped whatever they are (RFC 6120 §5.4.3.3): fed
+        to the parser in the same call, a TLS ClientHello or any other non-XML would be a parse
+        error that replaces ``<proceed/>``. Pre-authentication input is small, so this costs little.
         """
         start, size = 0, len(data)
         while start < size and not self._tls_pending and not session.closed:

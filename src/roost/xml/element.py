@@ -1,6 +1,6 @@
 """The element model: a small slotted tree that keeps mixed content in order.
 
-Design (DESIGN.md §3, model-codebases §2.3):
+Design (docs/architecture.md):
 - ``name`` is the local name, ``xmlns`` the namespace URI of the element itself. Stanzas of
   every stream kind use the canonical namespace ``jabber:client`` in memory (the parser maps
   ``jabber:server`` / ``jabber:component:accept`` to it), so the router never cares where a

@@ -1,6 +1,6 @@
 """The restricted streaming XML parser: bytes in, stream header / stanzas / stream end out.
 
-Theory of operation (RFC 6120 §4, §11; limits from reference/limits.md):
+Theory of operation (RFC 6120 §4, §11; limits from docs/configuration.md [limits]):
 
 - One pyexpat parser per stream, in namespace mode with ``"\\x01"`` as separator, fed bytes as
   they arrive. ``feed()`` returns the events completed by those bytes, in order: a

@@ -1,6 +1,6 @@
 """The serializer: element trees to the default-namespace XML that XMPP peers expect.
 
-Rules (RFC 6120 §4.8, §11; reference/limits.md "output"):
+Rules (RFC 6120 §4.8, §11):
 - An element whose namespace differs from the default namespace in scope carries
   ``xmlns='...'``; one equal to it carries none; no generated element prefixes (no ``ns0:``).
   The only prefixed element names are top-level elements in the streams namespace
