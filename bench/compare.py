@@ -56,6 +56,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help="load generator processes")
     parser.add_argument("--only", help="comma-separated: connect,messages,presence")
     parser.add_argument("--out", type=Path, help="the JSON file (default: bench/results/)")
+    parser.add_argument(
+        "--baseline", type=Path, help="also run roost from this source tree (its src/ directory)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args()
 
@@ -105,6 +108,12 @@ class Comparison:
         plain = max(max(sizes.connect_steps), 2 * sizes.pairs)
         self.population = Population("localhost", plain, sizes.rings)
         self.roost = RoostServer(work / "roost")
+        self.baseline: RoostServer | None = None
+        if args.baseline is not None:
+            source = args.baseline.resolve()
+            if not (source / "roost" / "__init__.py").is_file():
+                raise SystemExit(f"--baseline {args.baseline}: no roost package there")
+            self.baseline = RoostServer(work / "baseline", source, name="baseline")
         self.prosody: ProsodyServer | None = None
         if not args.no_prosody and prosody_installed():
             self.prosody = ProsodyServer(work / "prosody")
@@ -114,7 +123,8 @@ class Comparison:
     @property
     def servers(self) -> list[BenchServer]:
         """The servers, in the order each scenario runs them."""
-        return [self.roost] if self.prosody is None else [self.roost, self.prosody]
+        extra = [self.baseline, self.prosody]
+        return [self.roost, *(server for server in extra if server is not None)]
 
     def provision(self) -> None:
         """Give both servers the accounts and rosters."""
@@ -123,6 +133,8 @@ class Comparison:
         print(f"provisioning {pop.plain + sum(u for _, u in pop.rings)} accounts, "
               f"{pop.roster_items} roster items", flush=True)  # fmt: skip
         self.record["provision"] = {"roost": self.roost.prepare(pop, keys)}
+        if self.baseline is not None:
+            self.record["provision"]["baseline"] = self.baseline.prepare(pop, keys)
         if self.prosody is not None:
             cert = self.roost.certificate
             self.record["provision"]["prosody"] = self.prosody.prepare(pop, keys, cert)

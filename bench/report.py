@@ -93,36 +93,40 @@ def _lookup(results: Results, scenario: str, server: str, key: str) -> float | N
 
 
 def table(results: Results) -> tuple[str, list[dict[str, Any]]]:
-    """The printed table and its rows as records (for the JSON)."""
+    """The printed table and its rows as records (for the JSON); with a baseline run, two
+    more columns: the baseline's figure and roost/baseline."""
+    based = any("baseline" in servers for servers in results.values())
     records: list[dict[str, Any]] = []
-    lines = [
-        f"{'scenario':<22} {'figure':<30} {'roost':>10} {'Prosody':>10} {'ratio':>7}  target",
-        "-" * 92,
-    ]
+    extra = f" {'baseline':>10} {'vs base':>7}" if based else ""
+    header = f"{'scenario':<22} {'figure':<30} {'roost':>10}{extra} {'Prosody':>10} {'ratio':>7}"
+    lines = [header + "  target", "-" * (92 + len(extra))]
     for row in rows_for(results):
         ours = _lookup(results, row.scenario, "roost", row.key)
         theirs = _lookup(results, row.scenario, "prosody", row.key)
-        ratio = ours / theirs if ours is not None and theirs else None
+        base = _lookup(results, row.scenario, "baseline", row.key)
+        ratio = _ratio(ours, theirs)
         verdict = ""
         if row.target is not None and ratio is not None:
             met = ratio >= row.target if row.higher_is_better else ratio <= row.target
             sign = "≥" if row.higher_is_better else "≤"
             verdict = f"{sign}{row.target:g} {'met' if met else 'MISSED'}"
+        columns = f"{_fmt(ours, row.digits):>10}"
+        if based:
+            columns += f" {_fmt(base, row.digits):>10} {_fmt(_ratio(ours, base), 2):>7}"
         lines.append(
-            f"{row.label:<22} {row.figure:<30} {_fmt(ours, row.digits):>10} "
+            f"{row.label:<22} {row.figure:<30} {columns} "
             f"{_fmt(theirs, row.digits):>10} {_fmt(ratio, 2):>7}  {verdict}"
         )
-        records.append(
-            {
-                "scenario": row.label,
-                "figure": row.figure,
-                "roost": ours,
-                "prosody": theirs,
-                "ratio": ratio,
-                "target": verdict or None,
-            }
-        )
+        record = {"scenario": row.label, "figure": row.figure, "roost": ours, "prosody": theirs}
+        record |= {"ratio": ratio, "target": verdict or None}
+        if based:
+            record |= {"baseline": base, "vs_baseline": _ratio(ours, base)}
+        records.append(record)
     return "\n".join(lines), records
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return ours / theirs if ours is not None and theirs else None
 
 
 def _fmt(value: float | None, digits: int) -> str:

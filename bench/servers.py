@@ -1,7 +1,10 @@
 """The two servers under test, each one process on a free loopback port, started and stopped
 by PID, with its memory and CPU read from /proc.
 
-roost runs from this checkout (``python -m roost run``) with a throw-away data directory.
+roost runs from this checkout (``python -m roost run``) with a throw-away data directory;
+with ``--baseline SRC`` a second roost runs from another source tree (``SRC`` on
+``PYTHONPATH``, e.g. ``git worktree add /tmp/base <commit>`` then ``/tmp/base/src``), so a
+change is measured against the code before it in the same run.
 Prosody runs from the Debian package with its own configuration file and data directory in
 the bench's work directory: ``prosody --config FILE -F`` never reads /etc/prosody and never
 touches a Prosody the machine may run as a service. Prosody refuses to run as root, so as
@@ -93,6 +96,10 @@ class BenchServer:
         """The user to run the process as (None: as we run)."""
         return None
 
+    def env(self) -> dict[str, str] | None:
+        """The process environment (None: ours)."""
+        return None
+
     def start(self) -> None:
         """Start the process and wait until it serves."""
         seen = self.log.stat().st_size if self.log.exists() else 0
@@ -103,6 +110,7 @@ class BenchServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
+                env=self.env(),
                 user=user,
                 group=user,
                 extra_groups=[] if user else None,
@@ -146,13 +154,18 @@ class BenchServer:
 
 
 class RoostServer(BenchServer):
-    """roost from this checkout, provisioned with ``roost import``."""
+    """roost from this checkout (or from ``source``), provisioned with ``roost import``."""
 
-    name = "roost"
-
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, source: Path | None = None, name: str = "roost") -> None:
         super().__init__(directory)
         self.config = directory / "roost.toml"
+        self.source = source
+        self.name = name
+
+    def env(self) -> dict[str, str] | None:
+        if self.source is None:
+            return None
+        return {**os.environ, "PYTHONPATH": str(self.source)}
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "roost", "run", "-c", str(self.config)]
@@ -180,6 +193,7 @@ class RoostServer(BenchServer):
         done = subprocess.run(
             [sys.executable, "-m", "roost", "import", "-c", str(self.config), "users.xml"],
             cwd=self.directory,
+            env=self.env(),
             capture_output=True,
             text=True,
             check=False,
