@@ -23,6 +23,7 @@ from roost.storage.accounts import SqlAccountStore
 from roost.storage.archive import SqlArchiveStore
 from roost.storage.blocking import SqlBlockingStore
 from roost.storage.kv import SqlKeyValueStore
+from roost.storage.last import SqlLastActivityStore
 from roost.storage.offline import SqlOfflineStore
 from roost.storage.roster import SqlRosterStore
 from roost.storage.store import ImportContext, SqlStore
@@ -39,6 +40,7 @@ STORES: Final[tuple[type[SqlStore], ...]] = (
     SqlOfflineStore,
     SqlBlockingStore,
     SqlArchiveStore,
+    SqlLastActivityStore,  # after kv: its first migration moves the logouts kept there
 )
 
 
