@@ -25,6 +25,7 @@ from roost.storage.blocking import SqlBlockingStore
 from roost.storage.kv import SqlKeyValueStore
 from roost.storage.last import SqlLastActivityStore
 from roost.storage.offline import SqlOfflineStore
+from roost.storage.private import SqlPrivateStore
 from roost.storage.roster import SqlRosterStore
 from roost.storage.store import ImportContext, SqlStore
 from roost.xep0227 import UserData, user_element
@@ -37,6 +38,7 @@ STORES: Final[tuple[type[SqlStore], ...]] = (
     SqlAccountStore,  # first: an import creates the account before the others fill it
     SqlRosterStore,
     SqlKeyValueStore,
+    SqlPrivateStore,  # after kv: its first migration moves the fragments kept there
     SqlOfflineStore,
     SqlBlockingStore,
     SqlArchiveStore,
