@@ -31,10 +31,12 @@ def message(sender: str, to: str, kind: str | None = None) -> Element:
     return stanza
 
 
-async def block(core: ServerCore, session: Session, jid: str) -> None:
+async def block(core: ServerCore, session: Session, inbox: Inbox, jid: str) -> None:
+    """``session`` blocks ``jid``; its inbox is emptied of the answer."""
     iq = Element("iq", NS_CLIENT, {"type": "set", "id": "b1", "from": session.jid_str})
     iq.sub("block", NS_BLOCKING).sub("item", NS_BLOCKING, jid=jid)
     await route(core, iq, session)
+    inbox.stanzas.clear()
 
 
 def conditions(inbox: Inbox) -> list[tuple[str, list[str]]]:
@@ -53,8 +55,7 @@ def conditions(inbox: Inbox) -> list[tuple[str, list[str]]]:
 async def test_what_was_held_from_a_jid_blocked_since_is_not_delivered(tmp_path: Path) -> None:
     async with running(tmp_path, ["blocking", "offline"]) as core:
         alice, inbox = bind(core, ALICE)
-        await block(core, alice, "eve@a.example")
-        inbox.stanzas.clear()
+        await block(core, alice, inbox, "eve@a.example")
         held = [  # as offline storage and held subscription requests hand them over
             message(EVE, "alice@a.example", "chat"),
             Element("presence", NS_CLIENT, {"from": "eve@a.example", "type": "subscribe"}),
@@ -87,8 +88,7 @@ async def test_stanzas_to_a_blocked_domain_are_refused_whatever_the_destination(
 ) -> None:
     async with running(tmp_path, ["blocking"]) as core:
         alice, inbox = bind(core, ALICE)
-        await block(core, alice, "remote.example")
-        inbox.stanzas.clear()
+        await block(core, alice, inbox, "remote.example")
         await route(core, message(ALICE, "x@remote.example", "chat"), alice)
         assert conditions(inbox) == [("x@remote.example", ["not-acceptable", "blocked"])]
 
@@ -100,8 +100,7 @@ async def test_refusals_of_server_routed_stanzas_reach_the_sender_past_the_polic
     async with running(tmp_path, ["blocking"]) as core:
         alice, alice_inbox = bind(core, ALICE)
         _, bob_inbox = bind(core, BOB)
-        await block(core, alice, "bob@a.example")
-        alice_inbox.stanzas.clear()
+        await block(core, alice, alice_inbox, "bob@a.example")
         # routed by the server on bob's behalf (no session): alice blocks bob
         await route(core, message(BOB, "alice@a.example", "chat"))
         assert conditions(bob_inbox) == [("alice@a.example", ["service-unavailable"])]
@@ -117,7 +116,7 @@ async def test_a_full_cache_keeps_the_lists_of_users_with_a_session(
     monkeypatch.setattr(blocking, "CACHE_SIZE", 2)
     async with running(tmp_path, ["blocking"]) as core:
         alice, inbox = bind(core, ALICE)
-        await block(core, alice, "eve@a.example")
+        await block(core, alice, inbox, "eve@a.example")
         module = core.hosts["a.example"].modules["blocking"][0]
         assert isinstance(module, blocking.Blocking)
         for user in ("u1", "u2", "u3", "u4"):
