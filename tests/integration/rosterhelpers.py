@@ -22,7 +22,7 @@ from functools import cache
 
 from roost.auth.credentials import Credentials, derive
 from roost.config import SQLITE_FILE
-from roost.modules.subscription import State
+from roost.modules.im.subscription import State
 from roost.storage.base import RosterItem, Storage, open_storage
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_ROSTER, NS_STANZAS

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from roost.modules.subscription import BOTH, FROM, NONE, TO
+from roost.modules.im.subscription import BOTH, FROM, NONE, TO
 from roost.stanzas import iq_result
 from roost.storage.base import RosterItem
 from roost.xml.element import Element

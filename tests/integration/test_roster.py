@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from roost.modules.subscription import BOTH, NONE
+from roost.modules.im.subscription import BOTH, NONE
 from roost.xml.element import Element
 from roost.xml.ns import NS_PRE_APPROVAL, NS_ROSTER, NS_ROSTER_VER
 from tests.integration.harness import RawClient, ServerProcess

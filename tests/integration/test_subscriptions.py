@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 import slixmpp
 
-from roost.modules.subscription import BY_NAME, FROM, NONE, NONE_IN, NONE_OUT, State
+from roost.modules.im.subscription import BY_NAME, FROM, NONE, NONE_IN, NONE_OUT, State
 from roost.xml.element import Element
 from tests.integration.harness import ServerProcess, disconnect, slix_client
 from tests.integration.rosterhelpers import (

@@ -202,13 +202,15 @@ class ModuleAPI:
         """Hand a stanza to a client session (through its outgoing chain)."""
         self.server.router.deliver(session, stanza, data)
 
-    def send(self, stanza: Element) -> None:
+    def send(self, stanza: Element, *, policy: bool = True) -> None:
         """Route a stanza the server originates (``from`` must be set).
 
         When a filter or handler has to wait, routing finishes in a task of this module
         (stanzas sent this way are not ordered among themselves once one of them waits).
+        ``policy=False`` skips pre-route handlers and filters: for a policy module's own
+        reply to a stanza it refused (the router's bounces do the same).
         """
-        pending = self.server.router.route(stanza, None)
+        pending = self.server.router.route(stanza, None, policy=policy)
         if pending is not None:
             self.spawn(_awaited(pending))
 

@@ -7,13 +7,13 @@ from typing import Final
 from roost.core.module import Module
 from roost.modules.blocking import Blocking
 from roost.modules.disco import Disco
+from roost.modules.im.presence import Presence
+from roost.modules.im.roster import RosterModule
 from roost.modules.last import LastActivity
 from roost.modules.message import Message
 from roost.modules.offline import Offline
 from roost.modules.ping import Ping
-from roost.modules.presence import Presence
 from roost.modules.private import PrivateStorage
-from roost.modules.roster import RosterModule
 from roost.modules.session import LegacySession
 from roost.modules.time import EntityTime
 from roost.modules.vcard import VCard

@@ -79,13 +79,3 @@ class PresenceService(Protocol):
         """Send unavailable presence from each available resource of ``user`` to ``to``
         (e.g. when ``to`` is blocked, XEP-0191 §3.3)."""
         ...
-
-
-class BlockingService(Protocol):
-    """Block-list checks for modules that deliver without the router (provided by the
-    ``blocking`` module): stored offline messages are not delivered from a JID the user
-    blocked after they were stored (XEP-0191 §3.5)."""
-
-    async def blocks(self, user: JID, other: JID) -> bool:
-        """Whether ``user`` (an account of this host) blocks ``other``."""
-        ...

@@ -10,22 +10,32 @@ do not match: 1.3 dropped them; Prosody too).
   ('from'/'both'), and (the §3.3 SHOULD) from their local resources to the user's. Unblock:
   the user's current presence to 'from'/'both' contacts (§3.4) and a probe to 'to'/'both'
   contacts, so that their presence shows again (the open note of §3.4).
-- Enforcement, a router filter (FILTER priority) for both parties of every stanza. From a JID
-  the recipient blocks: presence (probes, subscriptions) and iq results/errors are dropped,
-  messages and iq get/set get ``service-unavailable`` (the user looks offline). From a user to
-  a JID the user blocks: messages and iq get/set get ``not-acceptable`` + ``<blocked
-  xmlns='urn:xmpp:blocking:errors'/>`` (type ``cancel``, §3.3's example); presence is dropped
-  (an error per broadcast would be noise; Prosody drops too). Never blocked (§5 note): a
-  user's resources among themselves, and the user's own server.
-- The §3.3 farewell leaves through ``PresenceService.send_unavailable``, hence through this
-  filter, after the block is in force: a ``Farewell`` (user, contact) recorded first lets
-  one ``type='unavailable'`` per available resource pass for a few seconds, whether presence
-  routes at once or after awaiting storage. Error replies routed for a sender without a
-  session carry an identity mark (``_exempt``) so that the filter does not refuse them too.
+- Enforcement, at three points of the router. Outbound, a pre-route handler on the sender's
+  host (FILTER priority, before observers such as an archive), whatever the destination:
+  from a user to a JID the user blocks, messages and iq get/set get ``not-acceptable`` +
+  ``<blocked xmlns='urn:xmpp:blocking:errors'/>`` (type ``cancel``, §3.3's example);
+  presence is dropped (an error per broadcast would be noise; Prosody drops too). Inbound, a
+  host filter on the recipient's host: from a JID the recipient blocks, presence (probes,
+  subscriptions) and iq results/errors are dropped, messages and iq get/set get
+  ``service-unavailable`` (the user looks offline). Those error replies are the router's
+  bounce (or, for ``<blocked/>``, ``api.send(policy=False)``): they skip the policy that the
+  refused stanza went through. On delivery, an outgoing filter: nothing from a JID the user
+  blocks reaches the user's sessions, also what was held from before the block (stored
+  offline messages, held subscription requests) — except errors (the server's answers to
+  what the user sent) and unavailable presence (what makes a blocked contact look offline).
+  Never blocked (§5 note): a user's resources among themselves, and the user's own server.
+- The §3.3 farewell leaves through ``PresenceService.send_unavailable``, hence through the
+  pre-route handler, after the block is in force: a ``Farewell`` (user, contact) recorded
+  first lets one ``type='unavailable'`` per available resource pass for a few seconds,
+  whether presence routes at once or after awaiting storage.
 - Cost: lists live in memory per host (a frozenset per user, one shared empty set), loaded
-  from ``storage.blocking`` at first need (the filter then returns an awaitable: the session
-  waits, RFC 6120 §10.1); users without a list cost a dict lookup each. ``CACHE_SIZE`` users
-  at most (oldest out); changes update it in place; a load that raced a change is not kept.
+  from the blocking store at first need (the handler then returns an awaitable: the session
+  waits, RFC 6120 §10.1); users without a list cost a dict lookup each. The pre-route handler
+  loads the sender's list on the first stanza a user sends (to anyone, oneself included), so
+  it is in memory before anything is delivered from storage at initial presence; the
+  outgoing filter, which cannot wait, relies on that. ``CACHE_SIZE`` users at most: the oldest
+  list of a user without a session goes out (users with one stay); changes update it in
+  place; a load that raced a change is not kept.
 """
 
 from __future__ import annotations
@@ -36,13 +46,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from roost.core.hooks import SessionEnded
+from roost.core.hooks import FILTER, SessionEnded
 from roost.core.module import Module, ModuleAPI, Spec
-from roost.core.stanza import SELF, IqRequest, Routed
+from roost.core.stanza import SELF, IqRequest, Outbound, Routed
 from roost.errors import StanzaError
 from roost.jid import JID, JIDError
-from roost.modules.api import BlockingService, PresenceService, RosterService
+from roost.modules.api import PresenceService, RosterService
 from roost.stanzas import error_reply, is_error_or_result
+from roost.storage.blocking import BlockingStore
 from roost.xml.element import Element
 from roost.xml.ns import NS_BLOCKING, NS_BLOCKING_ERRORS, NS_CLIENT
 
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
 
 MAX_ITEMS: Final = 10_000  # JIDs one user may block (more: policy-violation)
 CACHE_SIZE: Final = 100_000  # users whose block list is held in memory, per host
+EVICT_SCAN: Final = 16  # oldest cached lists looked at for one of a user without a session
 FAREWELL_SECONDS: Final = 5.0  # how long the unavailable presence of §3.3 may pass
 SEES_USER: Final = frozenset({"from", "both"})  # the contact receives the user's presence
 USER_SEES: Final = frozenset({"to", "both"})  # the user receives the contact's presence
@@ -121,11 +133,11 @@ class Blocking(Module):
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
         self._host = api.host.name
+        self.store = api.store(BlockingStore)
         self._lists: dict[str, Items] = {}  # localpart -> blocked JIDs (loaded users only)
         self._epoch = 0  # bumped by every change: a load that spans a change is not cached
         self._interested: dict[str, set[Session]] = {}  # localpart -> asked for the list
         self._farewells: dict[tuple[str, str], Farewell] = {}  # (localpart, contact bare)
-        self._exempt: Element | None = None  # a reply of ours on its way through the router
         self._push_ids = itertools.count(1)
 
     def setup(self, api: ModuleAPI) -> None:
@@ -133,10 +145,10 @@ class Blocking(Module):
         api.on_iq("get", SELF, NS_BLOCKING, "blocklist", self.blocklist)
         api.on_iq("set", SELF, NS_BLOCKING, "block", self.block)
         api.on_iq("set", SELF, NS_BLOCKING, "unblock", self.unblock)
-        api.filter(self.enforce)
+        api.pre_route(self.outbound, priority=FILTER)  # before observers (archive, carbons)
+        api.filter(self.inbound)
+        api.outgoing(self.deliverable, priority=FILTER)
         api.hook(SessionEnded, self.session_ended)
-        api.provide(Blocking, self)
-        api.provide(BlockingService, self)
 
     # -- the protocol (§3.2-§3.5) --------------------------------------------------------------
     async def blocklist(self, request: IqRequest) -> Element:
@@ -162,7 +174,7 @@ class Blocking(Module):
         if len(current) + len(added) > MAX_ITEMS:
             raise StanzaError("policy-violation", f"at most {MAX_ITEMS} JIDs may be blocked")
         # all of them, not only ``added``: another resource may have changed the list meanwhile
-        await self.api.server.storage.blocking.add(self._host, local, jids)
+        await self.store.add(self._host, local, jids)
         self._change(local, lambda items: items.union(jids))
         self._push(local, "block", jids)
         if added:
@@ -176,11 +188,11 @@ class Blocking(Module):
         current = await self.items(local)
         if jids:
             removed = [jid for jid in jids if jid in current]
-            await self.api.server.storage.blocking.remove(self._host, local, jids)
+            await self.store.remove(self._host, local, jids)
             self._change(local, lambda items: items.difference(jids))
         else:
             removed = sorted(current)
-            await self.api.server.storage.blocking.clear(self._host, local)
+            await self.store.clear(self._host, local)
             self._change(local, lambda _: _EMPTY)
         self._push(local, "unblock", jids)
         if removed:
@@ -220,20 +232,24 @@ class Blocking(Module):
         if cached is not None:
             return cached
         epoch = self._epoch
-        loaded = frozenset(await self.api.server.storage.blocking.list(self._host, local))
+        loaded = frozenset(await self.store.list(self._host, local))
         items = loaded or _EMPTY
         if self._epoch == epoch and local not in self._lists:
             if len(self._lists) >= CACHE_SIZE:
-                del self._lists[next(iter(self._lists))]
+                self._evict()
             self._lists[local] = items
         return self._lists.get(local, items)
 
-    async def blocks(self, user: JID, other: JID) -> bool:
-        """Whether ``user`` (an account of this host) blocks ``other``: for modules that
-        deliver without the router (stored offline messages)."""
-        if other.bare == user.bare or _own_server(user, other):
-            return False
-        return matching_item(await self.items(user.local or ""), other) is not None
+    def _evict(self) -> None:
+        """Make room: the oldest list of a user without a session goes (the lists of users
+        with one stay, for ``deliverable``; when the oldest ``EVICT_SCAN`` all have one,
+        the cache grows by one, bounded by the number of users online)."""
+        lists, sessions = self._lists, self.api.server.sessions
+        for local in list(itertools.islice(lists, EVICT_SCAN)):
+            if not sessions.resources(f"{local}@{self._host}"):
+                del lists[local]
+                return
+            lists[local] = lists.pop(local)  # online: to the end, newest
 
     def _change(self, local: str, change: Callable[[Items], Items]) -> None:
         """Apply a committed change to the loaded list (if it is loaded)."""
@@ -243,57 +259,23 @@ class Blocking(Module):
             self._lists[local] = change(cached) or _EMPTY
 
     # -- enforcement -----------------------------------------------------------------------------
-    def enforce(self, routed: Routed) -> bool | Awaitable[bool | None] | None:
-        """The router filter: refuse or drop what a block forbids (see the module docstring)."""
-        if routed.addressing == SELF or routed.stanza is self._exempt:
+    def outbound(self, out: Outbound) -> bool | Awaitable[bool | None] | None:
+        """Pre-route: what a user of this host sends to a JID the user blocks (§3.3)."""
+        items = self._lists.get(out.sender.local or "")
+        if items is None:
+            return self._outbound_loaded(out)
+        return self._check_outbound(out, items) if items else None
+
+    async def _outbound_loaded(self, out: Outbound) -> bool | None:
+        return self._check_outbound(out, await self.items(out.sender.local or ""))
+
+    def _check_outbound(self, out: Outbound, items: Items) -> bool | None:
+        sender, to, stanza = out.sender, out.to, out.stanza
+        if to.bare == sender.bare or _own_server(sender, to) or matching_item(items, to) is None:
             return None
-        sender, to = routed.sender, routed.to
-        lists = self._lists
-        in_items: Items | None = _EMPTY if to.local is None else lists.get(to.local)
-        out_items: Items | None = _EMPTY
-        owner: Blocking | None = None
-        if sender.local is not None:
-            owner = self if sender.domain == self._host else self._owner(sender)
-            if owner is not None:
-                out_items = owner._lists.get(sender.local)
-        if out_items is None or in_items is None:
-            return self._enforce_loaded(routed, owner)
-        if not out_items and not in_items:
-            return None
-        return self._decide(routed, owner, out_items, in_items)
-
-    async def _enforce_loaded(self, routed: Routed, owner: Blocking | None) -> bool | None:
-        """A list was not in memory: load it, then decide."""
-        sender, to = routed.sender, routed.to
-        out_items = _EMPTY
-        if owner is not None and sender.local is not None:
-            out_items = await owner.items(sender.local)
-        in_items = _EMPTY if to.local is None else await self.items(to.local)
-        return self._decide(routed, owner, out_items, in_items)
-
-    def _decide(
-        self, routed: Routed, owner: Blocking | None, out_items: Items, in_items: Items
-    ) -> bool | None:
-        sender, to = routed.sender, routed.to
-        if sender.local == to.local and sender.domain == to.domain:
-            return None  # one's own resources (XEP-0191 §5 note), or the server to itself
-        if (
-            out_items
-            and owner is not None
-            and not _own_server(sender, to)
-            and matching_item(out_items, to) is not None
-        ):
-            return self._refuse_outbound(routed, owner)
-        if in_items and not _own_server(to, sender) and matching_item(in_items, sender):
-            return self._refuse_inbound(routed)
-        return None
-
-    def _refuse_outbound(self, routed: Routed, owner: Blocking) -> bool | None:
-        """§3.3: the user sends to a JID the user blocks."""
-        stanza = routed.stanza
         if stanza.name == "presence":
-            if stanza.attrs.get("type") == "unavailable" and owner.farewell_due(
-                routed.sender.local or "", str(routed.to.bare)
+            if stanza.attrs.get("type") == "unavailable" and self.farewell_due(
+                sender.local or "", str(to.bare)
             ):
                 return None
             return True
@@ -303,40 +285,54 @@ class Blocking(Module):
         error = reply.find("error", NS_CLIENT)
         if error is not None:
             error.sub("blocked", NS_BLOCKING_ERRORS)
-        self._answer(routed, reply)
+        if out.origin is not None:
+            self.api.deliver(out.origin, reply)
+        else:  # past the policy the refused stanza went through (this handler included)
+            self.api.send(reply, policy=False)
         return True
 
-    def _refuse_inbound(self, routed: Routed) -> bool:
-        """§3.3: a blocked JID sends to the user."""
-        stanza = routed.stanza
-        if stanza.name != "presence" and not is_error_or_result(stanza):
-            self._answer(routed, error_reply(stanza, StanzaError("service-unavailable")))
-        return True
+    def inbound(self, routed: Routed) -> bool | Awaitable[bool | None] | None:
+        """Host filter: what a JID that a user of this host blocks sends to the user (§3.3)."""
+        local = routed.to.local
+        if local is None or routed.addressing == SELF:
+            return None
+        items = self._lists.get(local)
+        if items is None:
+            return self._inbound_loaded(routed, local)
+        return self._check_inbound(routed, items) if items else None
 
-    def _answer(self, routed: Routed, reply: Element) -> None:
-        """Send an error reply to the stanza's sender, past the filters that refused it."""
-        if routed.origin is not None:
-            self.api.deliver(routed.origin, reply)
-            return
+    async def _inbound_loaded(self, routed: Routed, local: str) -> bool | None:
+        return self._check_inbound(routed, await self.items(local))
+
+    @staticmethod
+    def _check_inbound(routed: Routed, items: Items) -> bool | None:
+        sender, to, stanza = routed.sender, routed.to, routed.stanza
+        if sender.bare == to.bare or _own_server(to, sender):
+            return None
+        if matching_item(items, sender) is None:
+            return None
+        if stanza.name == "presence" or is_error_or_result(stanza):
+            return True
+        raise StanzaError("service-unavailable")  # the router bounces it, past the policy
+
+    def deliverable(self, session: Session, stanza: Element) -> Element | None:
+        """Outgoing: nothing from a JID the user blocks reaches the user's sessions (see the
+        module docstring for what passes)."""
+        user = session.jid
+        items = self._lists.get(user.local or "")
+        raw = stanza.attrs.get("from")
+        if not items or raw is None:  # None: not loaded, so nothing was sent yet (outbound)
+            return stanza
+        kind = stanza.attrs.get("type")
+        if kind == "error" or (kind == "unavailable" and stanza.name == "presence"):
+            return stanza
         try:
-            destination = self._owner(JID.parse(reply.attrs.get("to", "")))
+            sender = JID.parse(raw)
         except JIDError:
-            return
-        if destination is None:
-            destination = self
-        destination._exempt = reply
-        try:
-            self.api.send(reply)
-        finally:
-            destination._exempt = None
-
-    def _owner(self, jid: JID) -> Blocking | None:
-        """The blocking module of the local host that serves ``jid`` (None: not local)."""
-        if jid.domain == self._host:
-            return self
-        host = self.api.server.hosts.get(jid.domain)
-        found = None if host is None else host.services.get(Blocking)
-        return found if isinstance(found, Blocking) else None
+            return stanza
+        if sender.bare == user.bare or _own_server(user, sender):
+            return stanza
+        return None if matching_item(items, sender) is not None else stanza
 
     def farewell_due(self, local: str, contact: str) -> bool:
         """Whether one more unavailable presence from ``local`` to ``contact`` (a bare JID)

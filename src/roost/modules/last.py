@@ -15,7 +15,8 @@
     Prosody answers 0 seconds, which §3 reserves for users who are online).
   - what "logout" means: the moment the account's last available resource goes, by an
     unavailable presence or by its session ending (any reason). It is recorded in the
-    key-value store ``last`` (Unix time and status as JSON), so it survives restarts.
+    last-activity store (``roost.storage.last``), so it survives restarts; the write runs
+    in a tracked task when a session ends (``api.spawn``: unload awaits it).
 - §4 a full JID (``user@domain/resource``): the client answers (the router delivers it), but
   only when the requester may see the user's presence (§4, §8: the server MUST NOT deliver the
   query otherwise, and answers ``forbidden``); a host filter checks that before routing.
@@ -24,11 +25,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from roost.core.hooks import ARCHIVE, SessionEnded
@@ -36,6 +35,7 @@ from roost.core.module import Module, ModuleAPI, Spec
 from roost.core.stanza import BARE, FULL, HOST, SELF, IqRequest, Routed
 from roost.errors import StanzaError
 from roost.modules.api import RosterService
+from roost.storage.last import LastActivityStore, Logout
 from roost.xml.element import Element
 from roost.xml.ns import NS_LAST
 
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STORE: Final = "last"
-KEY: Final = "logout"
 SUBSCRIBED: Final = ("from", "both")  # the contact may see the user's presence
 
 
@@ -54,17 +52,6 @@ def last_query(seconds: float, status: str = "") -> Element:
     """``<query xmlns='jabber:iq:last' seconds='N'>status</query>``."""
     query = Element("query", NS_LAST, {"seconds": str(max(0, int(seconds)))})
     return query.add_text(status)
-
-
-def encode_logout(when: float, status: str) -> bytes:
-    """The stored record of a logout."""
-    return json.dumps({"time": when, "status": status}).encode()
-
-
-def decode_logout(data: bytes) -> tuple[float, str]:
-    """(Unix time, status) of a stored logout."""
-    record = json.loads(data)
-    return float(record["time"]), str(record.get("status", ""))
 
 
 class LastActivity(Module):
@@ -77,7 +64,7 @@ class LastActivity(Module):
     )
 
     def setup(self, api: ModuleAPI) -> None:
-        self.tasks: set[asyncio.Task[bool]] = set()
+        self.logouts = api.store(LastActivityStore)
         api.feature(NS_LAST)
         api.feature(NS_LAST, account=True)
         api.on_iq("get", HOST, NS_LAST, "query", self.uptime)
@@ -86,11 +73,6 @@ class LastActivity(Module):
         # before the presence module (DEFAULT) forgets that the session was available
         api.on("presence", SELF, self.unavailable, ARCHIVE)
         api.hook(SessionEnded, self.ended, ARCHIVE)
-
-    def teardown(self) -> None:
-        """Writes still running are left to finish before storage closes."""
-        if self.tasks:
-            log.info("%d last-activity writes still running at unload", len(self.tasks))
 
     # -- queries ------------------------------------------------------------------------------
     def uptime(self, request: IqRequest) -> Element:
@@ -108,11 +90,10 @@ class LastActivity(Module):
                 raise StanzaError("forbidden", "only subscribers may see the last activity")
         if self.available_resources(str(user)):
             return last_query(0)
-        data = await self.api.server.storage.kv.get(user.domain, user.local or "", STORE, KEY)
-        if data is None:
+        logout = await self.logouts.get(user.domain, user.local or "")
+        if logout is None:
             raise StanzaError("service-unavailable", "no last activity recorded")
-        when, status = decode_logout(data)
-        return last_query(time.time() - when, status)
+        return last_query(time.time() - logout.time, logout.status)
 
     async def may_see_presence(self, user: JID, requester: JID) -> bool:
         """Whether ``requester`` has a subscription to ``user``'s presence."""
@@ -163,20 +144,13 @@ class LastActivity(Module):
         if session.presence is None:
             return
         if not self.available_resources(str(jid.bare), session):
-            self.spawn(self.record(jid.bare, ""))
+            self.api.spawn(self.record(jid.bare, ""))
 
     async def record(self, user: JID, status: str) -> bool:
         """Store the logout time and status; False lets the presence go on (also when
         storage fails: the presence matters more than the record)."""
-        data = encode_logout(time.time(), status)
         try:
-            await self.api.server.storage.kv.set(user.domain, user.local or "", STORE, KEY, data)
+            await self.logouts.set(user.domain, user.local or "", Logout(time.time(), status))
         except Exception:
             log.exception("recording the logout of %s failed", user)
         return False
-
-    def spawn(self, work: Coroutine[object, object, bool]) -> None:
-        """Run a write in a task kept until it ends (``record`` logs its own failure)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)

@@ -15,8 +15,10 @@ Implements XEP-0160 (Best Practices for Handling Offline Messages) §3 with XEP-
   (``store`` returns False and the sender gets ``service-unavailable``).
 - Delivery: at the user's initial presence (``InitialPresence``, RFC 6121 §4.2) when its
   priority is non-negative (§8.5.2.1.1: a negative priority never receives bare-JID
-  messages): fetch, send to that session, then delete what was sent — at least once, so a
-  crash between send and delete delivers those messages again. Deliveries of one user run
+  messages): fetch, send to that session (``api.deliver``: its outgoing chain, where the
+  blocking module drops what comes from a JID the user blocked since, XEP-0191 §3.3), then
+  delete what was sent — at least once, so a crash between send and delete delivers those
+  messages again. Deliveries of one user run
   one after the other, so two resources logging in together never both get a message.
   A message stored while the user was coming online (the push still running when the
   delivery fetched) is delivered as soon as its push is committed.
@@ -31,18 +33,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol
 
 from roost.core.module import Module, ModuleAPI, Spec
-from roost.jid import JID, JIDError
-from roost.modules.api import BlockingService, InitialPresence
+from roost.modules.api import InitialPresence
+from roost.storage.offline import OfflineStore
 from roost.xml.ns import FEATURE_MSGOFFLINE, NS_DELAY
 from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
 if TYPE_CHECKING:
     from roost.core.session import Session
+    from roost.jid import JID
     from roost.xml.element import Element
 
 log = logging.getLogger(__name__)
@@ -86,28 +88,21 @@ class Offline(Module):
         limits = api.server.config.limits
         self.quota = limits.offline_messages
         self.expire_after = limits.offline_expire_after
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.messages = api.store(OfflineStore)
         self.deliveries: dict[str, asyncio.Task[None]] = {}  # bare JID → the latest delivery
         api.provide(OfflineService, self)
         api.feature(FEATURE_MSGOFFLINE)
         api.hook(InitialPresence, self.initial_presence)
         if api.host.name == min(api.server.hosts):  # expiry covers every host: run it once
-            self.spawn(self.expire())
-            api.every(EXPIRE_INTERVAL, lambda: self.spawn(self.expire()))
-
-    def teardown(self) -> None:
-        """Stop what is still running (an interrupted delivery is redelivered next time)."""
-        for task in list(self.tasks):
-            task.cancel()
+            api.spawn(self.expire())
+            api.every(EXPIRE_INTERVAL, self.expire)
 
     # -- storing -------------------------------------------------------------------------------
     async def store(self, user: JID, stanza: Element) -> bool:
         """See ``OfflineService.store``."""
         domain = self.api.host.name
         data = serialize(with_delay(stanza, user, domain, time.time()))
-        stored = await self.api.server.storage.offline.push(
-            domain, user.local or "", data, limit=self.quota
-        )
+        stored = await self.messages.push(domain, user.local or "", data, limit=self.quota)
         if stored:
             self.deliver_if_online(user)
         return stored
@@ -135,7 +130,7 @@ class Offline(Module):
         assert session.jid is not None
         user = str(session.jid.bare)
         previous = self.deliveries.get(user)
-        task = self.spawn(self.deliver_after(previous, session))
+        task = self.api.spawn(self.deliver_after(previous, session))
         self.deliveries[user] = task
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -151,10 +146,9 @@ class Offline(Module):
         jid = session.jid
         if session.closed:
             return
-        store = self.api.server.storage.offline
+        store = self.messages
         domain, user = jid.domain, jid.local or ""
         sent: list[int] = []
-        blocking = cast("BlockingService | None", self.api.host.services.get(BlockingService))
         for message_id, data in await store.fetch(domain, user):
             if session.closed:
                 break
@@ -163,38 +157,15 @@ class Offline(Module):
             except ValueError:
                 log.error("offline message %d of %s is not XML; it stays stored", message_id, jid)
                 continue
-            if blocking is None or not await self.blocked(blocking, jid, stanza):
-                self.api.deliver(session, stanza, data)
+            self.api.deliver(session, stanza, data)
             sent.append(message_id)
         if sent:
             await store.delete(domain, user, sent)
             log.debug("delivered %d offline messages to %s", len(sent), session.jid_str)
 
-    @staticmethod
-    async def blocked(blocking: BlockingService, user: JID, stanza: Element) -> bool:
-        """Whether a stored message comes from a JID the user has blocked since."""
-        try:
-            sender = JID.parse(stanza.attrs.get("from", ""))
-        except JIDError:
-            return False
-        return await blocking.blocks(user.bare, sender)
-
     # -- expiry --------------------------------------------------------------------------------
     async def expire(self) -> None:
         """Delete messages older than the expiry age."""
-        removed = await self.api.server.storage.offline.expire(time.time() - self.expire_after)
+        removed = await self.messages.expire(time.time() - self.expire_after)
         if removed:
             log.info("expired %d offline messages", removed)
-
-    def spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
-        """Run ``work`` in a task that is kept until it ends and logs its failure."""
-        task = asyncio.get_running_loop().create_task(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.finished)
-        return task
-
-    def finished(self, task: asyncio.Task[None]) -> None:
-        """Forget a task; log it if it failed."""
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("offline storage task failed", exc_info=task.exception())

@@ -2,8 +2,8 @@
 
 - Get and set are ``<query xmlns='jabber:iq:private'/>`` to the user's own account (no 'to',
   or the user's bare JID). Each fragment is stored under its qualified name, namespace and
-  element name (Prosody's key; ejabberd keys by namespace only), in the key-value store
-  ``private``.
+  element name (Prosody's key; ejabberd keys by namespace only), in the private XML store
+  (``roost.storage.private``, which also exports and imports them, XEP-0227 §4.5).
 - Set (§2.3): at least one child, else ``not-acceptable``; several children are allowed (an
   IQ set "MAY contain multiple elements") and each is stored under its own name. A child with
   no content and no attributes removes what was stored (Prosody); a later get answers it as
@@ -19,7 +19,8 @@
 - Another user's storage (§2.3, §3): get or set to someone else's bare JID is ``forbidden``
   (the XEP's preferred condition; docs/configuration.md [limits]).
 - Size: each fragment is bounded by the stanza size limit; a user keeps at most
-  ``MAX_ITEMS`` fragments (a new one past it is ``policy-violation``).
+  ``MAX_ITEMS`` fragments (a new one past it is ``policy-violation``; a request is stored
+  all or nothing).
 - Discovery: the host advertises ``jabber:iq:private`` (as Prosody does).
 """
 
@@ -30,16 +31,13 @@ from typing import Final
 from roost.core.module import Module, ModuleAPI, Spec
 from roost.core.stanza import BARE, SELF, IqRequest
 from roost.errors import StanzaError
-from roost.storage.kv import PRIVATE_RESERVED_PREFIX, PRIVATE_STORE, private_key
+from roost.storage.private import RESERVED_PREFIX, PrivateStore, fragment_name
 from roost.xml.element import Element
 from roost.xml.ns import NS_PRIVATE
 from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
-STORE: Final = PRIVATE_STORE  # kv keys defined by the kv store, which exports them (XEP-0227)
 MAX_ITEMS: Final = 100  # fragments per user
-RESERVED_PREFIX: Final = PRIVATE_RESERVED_PREFIX
-item_key: Final = private_key  # a fragment's key: its qualified name in Clark notation
 
 
 def is_empty(element: Element) -> bool:
@@ -54,6 +52,7 @@ class PrivateStorage(Module):
     implements = (Spec("XEP-0049", "1.2", note="jabber:* namespaces refused"),)
 
     def setup(self, api: ModuleAPI) -> None:
+        self.fragments = api.store(PrivateStore)
         api.feature(NS_PRIVATE)
         api.on_iq("get", SELF, NS_PRIVATE, "query", self.get)
         api.on_iq("set", SELF, NS_PRIVATE, "query", self.set)
@@ -71,9 +70,7 @@ class PrivateStorage(Module):
             raise StanzaError("bad-request", "ask for one fragment per request")
         wanted = children[0]
         user = request.to
-        data = await self.api.server.storage.kv.get(
-            user.domain, user.local or "", STORE, item_key(wanted)
-        )
+        data = await self.fragments.get(user.domain, user.local or "", fragment_name(wanted))
         query = Element("query", NS_PRIVATE)
         query.add(wanted if data is None else parse_fragment(data))
         return query
@@ -81,17 +78,13 @@ class PrivateStorage(Module):
     async def set(self, request: IqRequest) -> None:
         """Store (or, when empty, remove) each child under its qualified name."""
         children = fragments(request.payload)
-        kv = self.api.server.storage.kv
+        changes = {
+            fragment_name(child): None if is_empty(child) else serialize(child)
+            for child in children
+        }
         host, user = request.to.domain, request.to.local or ""
-        stored = set(await kv.keys(host, user, STORE))
-        new = {item_key(c) for c in children if not is_empty(c)} - stored
-        if len(stored) + len(new) > MAX_ITEMS:
+        if not await self.fragments.change(host, user, changes, limit=MAX_ITEMS):
             raise StanzaError("policy-violation", f"at most {MAX_ITEMS} private XML fragments")
-        for child in children:
-            if is_empty(child):
-                await kv.delete(host, user, STORE, item_key(child))
-            else:
-                await kv.set(host, user, STORE, item_key(child), serialize(child))
 
 
 def fragments(query: Element) -> list[Element]:

@@ -1,10 +1,10 @@
 """The generic key-value store (Prosody's "keyval") for modules without tables of their own.
 
-``store`` names a module's data ("private", "vcard", "last", ...), ``key`` an item in it.
-Two of its stores are portable (XEP-0227 1.1): the vCard (§4.6, ``vcard-temp``, stored by
-modules/vcard.py under VCARD_STORE/VCARD_KEY) and private XML (§4.5, ``jabber:iq:private``,
-stored by modules/private.py under PRIVATE_STORE, one key per fragment: private_key()).
-Their storage keys are defined here, so that export and import find what the modules wrote.
+``store`` names a module's data ("vcard", ...), ``key`` an item in it. One of its stores is
+portable (XEP-0227 1.1): the vCard (§4.6, ``vcard-temp``, stored by modules/vcard.py under
+VCARD_STORE/VCARD_KEY); its storage keys are defined here, so that export and import find
+what the module wrote. (Private XML and last activity, kept here until they got stores of
+their own, moved to storage/private.py and storage/last.py with their first migrations.)
 """
 
 from __future__ import annotations
@@ -15,19 +15,12 @@ from roost.storage.schema import Migration
 from roost.storage.sql import Queries
 from roost.storage.store import ImportContext, SqlStore
 from roost.xml.element import Element
-from roost.xml.ns import NS_PRIVATE, NS_VCARD
+from roost.xml.ns import NS_VCARD
 from roost.xml.parser import parse_fragment
 from roost.xml.serializer import serialize
 
 VCARD_STORE: Final = "vcard"
 VCARD_KEY: Final = NS_VCARD  # one vcard-temp vCard per account
-PRIVATE_STORE: Final = "private"
-PRIVATE_RESERVED_PREFIX: Final = "jabber:"  # namespaces a client may not store (XEP-0049 §3)
-
-
-def private_key(element: Element) -> str:
-    """The storage key of a private XML fragment: its qualified name in Clark notation."""
-    return "{" + element.xmlns + "}" + element.name
 
 
 class KeyValueStore(Protocol):
@@ -117,37 +110,17 @@ class SqlKeyValueStore(SqlStore):
     async def delete_user(self, tx: Queries, host: str, user: str) -> None:
         await tx.execute("DELETE FROM kv WHERE host = ? AND username = ?", host, user)
 
-    # -- XEP-0227: <vCard xmlns='vcard-temp'/> and <query xmlns='jabber:iq:private'/> ----------
+    # -- XEP-0227 §4.6: <vCard xmlns='vcard-temp'/> -------------------------------------------
 
     def xep0227_claims(self, element: Element) -> bool:
-        return (element.xmlns, element.name) in ((NS_VCARD, "vCard"), (NS_PRIVATE, "query"))
+        return (element.xmlns, element.name) == (NS_VCARD, "vCard")
 
     async def xep0227_export(self, host: str, user: str) -> list[Element]:
-        found = []
         card = await self.get(host, user, VCARD_STORE, VCARD_KEY)
-        if card is not None:
-            found.append(parse_fragment(card))
-        fragments: list[Element | str] = []
-        for key in await self.keys(host, user, PRIVATE_STORE):
-            fragment = await self.get(host, user, PRIVATE_STORE, key)
-            if fragment is not None:
-                fragments.append(parse_fragment(fragment))
-        if fragments:
-            found.append(Element("query", NS_PRIVATE, {}, fragments))
-        return found
+        return [] if card is None else [parse_fragment(card)]
 
     async def xep0227_import(
         self, host: str, user: str, elements: list[Element], context: ImportContext
     ) -> None:
-        for element in elements:
-            if element.name == "vCard":
-                await self.set(host, user, VCARD_STORE, VCARD_KEY, serialize(element))
-                continue
-            for fragment in element.elements():
-                if fragment.xmlns.startswith(PRIVATE_RESERVED_PREFIX):
-                    context.notes.append(
-                        f"{context.jid}: private XML in {fragment.xmlns} left out (reserved)"
-                    )
-                else:
-                    key = private_key(fragment)
-                    await self.set(host, user, PRIVATE_STORE, key, serialize(fragment))
+        for element in elements:  # one vCard per account: the last one wins
+            await self.set(host, user, VCARD_STORE, VCARD_KEY, serialize(element))

@@ -23,7 +23,9 @@ from roost.storage.accounts import SqlAccountStore
 from roost.storage.archive import SqlArchiveStore
 from roost.storage.blocking import SqlBlockingStore
 from roost.storage.kv import SqlKeyValueStore
+from roost.storage.last import SqlLastActivityStore
 from roost.storage.offline import SqlOfflineStore
+from roost.storage.private import SqlPrivateStore
 from roost.storage.roster import SqlRosterStore
 from roost.storage.store import ImportContext, SqlStore
 from roost.xep0227 import UserData, user_element
@@ -36,9 +38,11 @@ STORES: Final[tuple[type[SqlStore], ...]] = (
     SqlAccountStore,  # first: an import creates the account before the others fill it
     SqlRosterStore,
     SqlKeyValueStore,
+    SqlPrivateStore,  # after kv: its first migration moves the fragments kept there
     SqlOfflineStore,
     SqlBlockingStore,
     SqlArchiveStore,
+    SqlLastActivityStore,  # after kv: its first migration moves the logouts kept there
 )
 
 

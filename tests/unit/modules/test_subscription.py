@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from roost.modules.subscription import (
+from roost.modules.im.subscription import (
     BOTH,
     BY_NAME,
     FROM,

@@ -12,6 +12,8 @@ import json
 from typing import Final
 
 from roost.storage import Storage
+from roost.storage.last import LastActivityStore, Logout
+from roost.storage.private import PrivateStore
 from roost.storage.roster import RosterChange, RosterItem
 from tests.unit.storage.storage_harness import StorageTarget, binary_credentials
 
@@ -19,6 +21,8 @@ HOST: Final = "example.org"
 PRESENCE: Final = b"<presence from='eve@x.example/r' type='subscribe'/>"
 MESSAGES: Final = (b"<message>\x00first</message>", b"<message>second \xff</message>")
 BOB: Final = RosterItem("bob@x.example", "Bob", "both", groups=("Friends", 'Ünï "q" {b}'))
+FRAGMENT: Final = "<p xmlns='urn:x'>\u00fc</p>".encode()
+LOGOUT: Final = b'{"time": 1700000000.25, "status": "gone \\u00fc"}'  # as json.dumps wrote it
 DAVE: Final = RosterItem("dave@x.example", None, "none", ask=True, approved=True)
 
 
@@ -50,6 +54,9 @@ def _statements(target: StorageTarget) -> list[str]:
             for name, keys in binary_credentials(1).items()
         ),
         f"INSERT INTO kv VALUES ('{HOST}', 'alice', 'vcard', 'vcard-temp', {b(target, b'<v/>')})",
+        f"INSERT INTO kv VALUES ('{HOST}', 'alice', 'private', '{{urn:x}}p',"
+        f" {b(target, FRAGMENT)})",
+        f"INSERT INTO kv VALUES ('{HOST}', 'alice', 'last', 'logout', {b(target, LOGOUT)})",
         f"INSERT INTO roster_versions VALUES ('{HOST}', 'alice', 4, 0)",
         "INSERT INTO roster_items VALUES"
         f" ('{HOST}', 'alice', 'bob@x.example', 'Bob', 'both', false, false,"
@@ -82,6 +89,13 @@ async def check_legacy_data(storage: Storage) -> None:
     """Every legacy row read back, then changed and deleted, through the new stores."""
     assert await storage.accounts.get_credentials(HOST, "alice") == binary_credentials(1)
     assert await storage.kv.get(HOST, "alice", "vcard", "vcard-temp") == b"<v/>"
+    # private XML and last activity moved from kv to their own stores by their migrations
+    assert await storage.kv.keys(HOST, "alice", "private") == []
+    assert await storage.kv.keys(HOST, "alice", "last") == []
+    assert await storage.store(PrivateStore).get(HOST, "alice", "{urn:x}p") == FRAGMENT
+    assert await storage.store(LastActivityStore).get(HOST, "alice") == Logout(
+        1700000000.25, "gone \u00fc"
+    )
     roster = await storage.roster.get(HOST, "alice")
     assert (roster.version, roster.items) == (4, {BOB.jid: BOB, DAVE.jid: DAVE})
     assert await storage.roster.changes_since(HOST, "alice", 1) == [
@@ -97,5 +111,7 @@ async def check_legacy_data(storage: Storage) -> None:
     assert await storage.roster.remove(HOST, "alice", BOB.jid) == 6
     assert await storage.accounts.delete(HOST, "alice")
     assert await storage.offline.count(HOST, "alice") == 0
+    assert await storage.store(PrivateStore).names(HOST, "alice") == []
+    assert await storage.store(LastActivityStore).get(HOST, "alice") is None
     await storage.accounts.create(HOST, "alice", {})
     assert await storage.roster.put(HOST, "alice", RosterItem("bob@x.example")) > 6

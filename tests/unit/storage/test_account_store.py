@@ -10,6 +10,8 @@ from roost.auth.credentials import HASHES, derive, verify_password
 from roost.storage import AccountExists, AccountNotFound, Storage
 from roost.storage.archive import ArchiveKey, ArchiveQuery
 from roost.storage.base import RosterItem
+from roost.storage.last import LastActivityStore, Logout
+from roost.storage.private import PrivateStore
 from tests.unit.storage.storage_harness import (
     StorageTarget,
     binary_credentials,
@@ -154,6 +156,9 @@ async def test_concurrent_creates_of_one_name_make_one_account(storage: Storage)
 async def _fill_every_store(storage: Storage, host: str, user: str) -> None:
     await storage.accounts.create(host, user, binary_credentials(1))
     await storage.kv.set(host, user, "private", "k", b"v")
+    fragment = {"{urn:x}p": b"<p xmlns='urn:x'/>"}
+    await storage.store(PrivateStore).change(host, user, fragment, limit=1)
+    await storage.store(LastActivityStore).set(host, user, Logout(1700000000.5, "away"))
     await storage.roster.put(host, user, RosterItem("a@x.example", groups=("g",)))
     await storage.roster.put(host, user, RosterItem("b@x.example"))
     await storage.roster.remove(host, user, "b@x.example")  # a tombstone
@@ -191,6 +196,8 @@ async def test_deleting_an_account_removes_its_rows_from_every_table(
     assert await storage.roster.pending_in(HOST, "alice") == {}
     assert await storage.offline.count(HOST, "alice") == 0
     assert await storage.blocking.list(HOST, "alice") == []
+    assert await storage.store(PrivateStore).names(HOST, "alice") == []
+    assert await storage.store(LastActivityStore).get(HOST, "alice") is None
     assert (
         await storage.archive.query(ArchiveKey(HOST, "mam", "alice"), ArchiveQuery())
     ).count == 0

@@ -13,7 +13,8 @@ import pytest
 
 from roost.auth.credentials import derive
 from roost.storage import AccountExists, Storage
-from roost.storage.kv import PRIVATE_STORE, VCARD_KEY, VCARD_STORE
+from roost.storage.kv import VCARD_KEY, VCARD_STORE
+from roost.storage.private import PrivateStore
 from roost.storage.registry import STORES, export_user, import_user
 from roost.storage.roster import RosterItem, RosterStore
 from roost.storage.schema import check_migrations
@@ -99,7 +100,11 @@ async def test_import_gives_each_store_its_children_and_notes_the_rest(
     card = await storage.kv.get(HOST, "juliet", VCARD_STORE, VCARD_KEY)
     assert card is not None
     assert parse_fragment(card).find_text("FN") == "Juliet Capulet"
-    assert await storage.kv.keys(HOST, "juliet", PRIVATE_STORE) == ["{urn:example:prefs}prefs"]
+    private = storage.store(PrivateStore)
+    assert await private.names(HOST, "juliet") == ["{urn:example:prefs}prefs"]
+    fragment = await private.get(HOST, "juliet", "{urn:example:prefs}prefs")
+    assert fragment is not None
+    assert parse_fragment(fragment).find_text("a") == "1"
     offline = await storage.offline.fetch(HOST, "juliet")
     assert [parse_fragment(m).find_text("body") for _, m in offline] == ["Neither, fair saint"]
     text = "\n".join(notes)

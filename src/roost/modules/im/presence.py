@@ -30,14 +30,14 @@ Implements RFC 6121:
   stream feature ``urn:xmpp:features:pre-approval``. A subscription request to an unknown
   account is ignored (§8.5.1, option a: does not reveal which accounts exist).
 
-Everything sent to other accounts goes through the router (``route_all``), so filters such as
-blocking see it; presence to a user's own resources is written to them directly.
+Everything sent to other accounts goes through the router (``route_all``), so policy such as
+blocking sees it; presence to a user's own resources is delivered to their sessions
+(``api.deliver``). Work that outlives a hook or a service call (the §4.5 farewell of a session
+that ended) runs in a tracked task (``api.spawn``), which unload awaits.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
@@ -47,9 +47,10 @@ from roost.core.router import deliver_all
 from roost.core.stanza import BARE, FULL, SELF, Routed
 from roost.errors import StanzaError
 from roost.jid import JID
-from roost.modules import subscription
 from roost.modules.api import InitialPresence, OutgoingPresence, PresenceService
-from roost.modules.roster import RosterEntry, Rosters, presence, route_all
+from roost.modules.im import subscription
+from roost.modules.im.rosters import RosterEntry, Rosters
+from roost.modules.im.stanzas import Routing, presence, route_all, with_to
 from roost.xml.element import Element
 from roost.xml.ns import NS_PRE_APPROVAL
 from roost.xml.parser import parse_fragment
@@ -59,18 +60,9 @@ if TYPE_CHECKING:
     from roost.core.session import Session
     from roost.stream.c2s import C2SStream
 
-log = logging.getLogger(__name__)
-
 SEES_USER: Final = frozenset({"from", "both"})  # contacts that get the user's presence
 USER_SEES: Final = frozenset({"to", "both"})  # contacts the user probes
 LAST_UNAVAILABLE_KEPT: Final = 10000  # accounts whose last unavailable presence is kept
-
-
-def with_to(stanza: Element, to: str) -> Element:
-    """The same stanza (children shared) addressed to ``to``."""
-    copy = stanza.shallow_copy()
-    copy.attrs["to"] = to
-    return copy
 
 
 def priority_of(stanza: Element) -> int:
@@ -97,17 +89,12 @@ class Presence(Module, PresenceService):
         self.hooks = api.host.hooks
         self._directed: dict[Session, set[str]] = {}
         self._last_unavailable: dict[str, Element] = {}
-        self._tasks: set[asyncio.Future[object]] = set()
         api.on("presence", SELF, self.own_presence)
         api.on("presence", BARE, self.to_account)
         api.on("presence", FULL, self.to_resource)
         api.hook(SessionEnded, self.ended)
         api.stream_feature(self.feature)
         api.provide(PresenceService, self)
-
-    def teardown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
 
     def feature(self, stream: C2SStream) -> Element:
         """``<sub xmlns='urn:xmpp:features:pre-approval'/>`` (§3.4)."""
@@ -188,7 +175,7 @@ class Presence(Module, PresenceService):
             self.api.deliver(session, parse_fragment(request), request)
         self.api.fire(InitialPresence(session))
 
-    def _unavailable(self, session: Session, stanza: Element) -> Awaitable[None] | None:
+    def _unavailable(self, session: Session, stanza: Element) -> Routing | None:
         assert session.jid is not None
         was_available = session.presence is not None
         session.presence = None
@@ -218,7 +205,7 @@ class Presence(Module, PresenceService):
 
     def _farewell(
         self, user: JID, stanza: Element, was_available: bool, directed: set[str] | None
-    ) -> Awaitable[None] | None:
+    ) -> Routing | None:
         """Unavailable to the contacts that saw the user and to directed-presence recipients."""
         entry = self.rosters.cached(user)
         if entry is None and was_available:
@@ -399,18 +386,10 @@ class Presence(Module, PresenceService):
         if pending is not None:
             await pending
 
-    def _spawn(self, work: Awaitable[object] | None) -> None:
-        """Finish routing in the background (from a hook or a service call)."""
-        if work is None:
-            return
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Future[object]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("presence routing failed", exc_info=task.exception())
+    def _spawn(self, work: Routing | None) -> None:
+        """Finish routing in a tracked task (from a hook or a service call)."""
+        if work is not None:
+            self.api.spawn(work)
 
 
 def _handled(pending: Awaitable[None] | None) -> bool | Awaitable[bool]:
