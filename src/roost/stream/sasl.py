@@ -12,7 +12,8 @@ payloads; every call returns one ``SaslStep`` and nothing here raises on client 
 
     START ──start(None)──► FIRST ──respond(msg)──┐           Challenge(b"")
     START ──start(msg)───────────────────────────┴─► CREDENTIALS   NeedCredentials(username)
-    CREDENTIALS ──credentials(c)──► DONE                      PLAIN: Success | Failure
+    CREDENTIALS ──credentials(c)──► VERIFY ──password_checked(ok)──► DONE
+                                                    PLAIN: VerifyPassword, then Success | Failure
     CREDENTIALS ──credentials(c)──► FINAL ──respond()──► DONE  SCRAM: Challenge(server-first),
                                                                  then Success(v=...) | Failure
 
@@ -26,6 +27,12 @@ name, looks it up and calls ``credentials(creds or None)``. An unknown user (or 
 keys for the selected hash) goes on with fake keys derived from the PRECIS-normalised username
 and a secret, so the salt is stable per name, and fails at the end with ``not-authorized``,
 exactly like a wrong password. Secrets are compared with ``hmac.compare_digest``.
+
+PLAIN's check derives the salted password (PBKDF2, thousands of iterations: milliseconds of
+CPU), so it is not done here either: ``VerifyPassword`` hands the stored (or fake) keys and
+the password to the driver, which runs ``roost.auth.credentials.verify_password`` off the
+event loop and calls ``password_checked(valid)`` (DESIGN.md §6: "its PBKDF2 off the event
+loop"). SCRAM needs no such step: the client did the PBKDF2.
 
 ``Success.authzid`` is the authorization identity the client asked for (None if absent).
 This layer does not know the domain: the driver MUST accept it only when it equals the
@@ -60,7 +67,7 @@ import hmac
 import secrets
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from precis_i18n import get_profile
@@ -70,7 +77,6 @@ from roost.auth.credentials import (
     Credentials,
     ScramKeys,
     hashlib_name,
-    verify_password,
 )
 
 
@@ -86,6 +92,15 @@ class NeedCredentials:
     """Look up ``username`` (raw authcid; normalise it first) and call ``credentials()``."""
 
     username: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPassword:
+    """Check ``password`` against ``credentials`` off the event loop (PBKDF2) and call
+    ``password_checked(valid)``; unknown users come with fake keys (same cost)."""
+
+    credentials: Credentials = field(repr=False)
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +120,7 @@ class Failure:
     text: str | None = None
 
 
-SaslStep = Challenge | NeedCredentials | Success | Failure
+SaslStep = Challenge | NeedCredentials | VerifyPassword | Success | Failure
 _End = TypeVar("_End", bound=Success | Failure)
 
 _SCRAM_HASHES: Final = {
@@ -153,6 +168,7 @@ class _State(enum.Enum):
     START = enum.auto()
     FIRST = enum.auto()  # sent an empty challenge, waiting for the initial message
     CREDENTIALS = enum.auto()
+    VERIFY = enum.auto()  # PLAIN: waiting for the password check
     FINAL = enum.auto()  # SCRAM: sent server-first, waiting for client-final
     DONE = enum.auto()
 
@@ -243,7 +259,16 @@ class SaslServer:
         if isinstance(step, Challenge):
             self._state = _State.FINAL
             return step
+        if isinstance(step, VerifyPassword):
+            self._state = _State.VERIFY
+            return step
         return self._end(step)
+
+    def password_checked(self, valid: bool) -> Success | Failure:
+        """Continue after ``VerifyPassword`` with the result of the check."""
+        if self._state is not _State.VERIFY or not isinstance(self._mechanism, _Plain):
+            return self._out_of_order()
+        return self._end(self._mechanism.checked(valid))
 
     def abort(self) -> Failure:
         """Handle ``<abort/>`` (RFC 6120 §6.4.4)."""
@@ -272,13 +297,14 @@ class SaslServer:
 class _Plain:
     """message = [authzid] NUL authcid NUL passwd, UTF-8, no other NUL."""
 
-    __slots__ = ("_authzid", "_password", "_secret", "_username")
+    __slots__ = ("_authzid", "_known", "_password", "_secret", "_username")
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._username = ""
         self._password = ""
         self._authzid: str | None = None
+        self._known = False
 
     def first(self, data: bytes) -> NeedCredentials | Failure:
         fields = data.split(b"\x00")
@@ -295,12 +321,15 @@ class _Plain:
             return Failure("invalid-authzid", "the authzid must be UTF-8")
         return NeedCredentials(self._username)
 
-    def credentials(self, creds: Credentials | None) -> Success | Failure:
+    def credentials(self, creds: Credentials | None) -> VerifyPassword:
         # An unknown user costs the same PBKDF2 as a known one.
         keys = creds or {"SHA-256": _fake_keys("SHA-256", self._username, self._secret)}
-        valid = verify_password(keys, self._password) and bool(creds)
-        self._password = ""
-        if not valid:
+        self._known = bool(creds)
+        password, self._password = self._password, ""
+        return VerifyPassword(keys, password)
+
+    def checked(self, valid: bool) -> Success | Failure:
+        if not (valid and self._known):
             return Failure("not-authorized")
         return Success(None, self._username, self._authzid)
 
