@@ -16,25 +16,22 @@ framing. States (``roost.stream.features.State``):
       NEGOTIATING, or ESTABLISHED (``Bound``) when the negotiator called ``establish()``
   any ──stream error / </stream:stream>──► CLOSED
 
-What is offered and who handles which element is decided by negotiators
-(``roost.stream.features``): STARTTLS, SASL and bind are built in; the others come from the
-``negotiators`` callable (the host's modules) and are handled by the driver (``Claimed``).
+What is offered and who handles which element is decided by negotiators: STARTTLS and SASL
+(``roost.stream.features``) and bind (``roost.stream.bind``) are built in; the others come
+from the ``negotiators`` callable (the host's modules) and are handled by the driver
+(``Claimed``).
 
 - §4.7: the header must be ``<stream:stream>`` in the streams namespace (``invalid-namespace``)
   with ``jabber:client`` content (``invalid-namespace``), a ``to`` we serve (``host-unknown``;
   missing: ``improper-addressing``, as Prosody does) and version 1.x (``unsupported-version``).
   Errors found in the header are sent after our own response header (§4.9.1.2).
-- §5: STARTTLS, required by default; then only STARTTLS is offered (§5.3.1). Bytes read after
-  ``<starttls/>`` are discarded (the rest of that batch is dropped here, the driver drops what
-  it reads before the handshake).
-- §6: SASL; credentials are fetched by the driver (``FetchCredentials`` → ``credentials()``)
-  because storage is asynchronous, and PLAIN's password check (PBKDF2) runs off the event loop
-  (``VerifyPassword`` → ``password_checked()``).
-- §7: resource binding through the driver (``BindRequest`` → ``bound()``/``bind_failed()``),
-  since conflicts and per-account limits are the session table's business. Events that arrive
-  while the request (or a claim before binding) is pending wait in the machine and are
-  processed, in order, with the answer (§10.1). Driver callbacks that come after the stream
-  closed return no actions.
+- §5–§7: bytes read after ``<starttls/>`` are discarded (the rest of that batch here, the
+  driver drops what it reads before the handshake). What needs the world outside is the
+  driver's: credentials (``FetchCredentials`` → ``credentials()``), PLAIN's PBKDF2 off the
+  event loop (``VerifyPassword`` → ``password_checked()``), binding (``BindRequest`` →
+  ``bound()``/``bind_failed()``). Events that arrive meanwhile (or during a claim before
+  binding) wait in the machine and are processed, in order, with the answer (§10.1). Driver
+  callbacks that come after the stream closed return no actions.
 - Established: every stanza gets its ``from`` stamped with the full JID; a different ``from``
   is ``invalid-from`` (§8.1.2.1). Any other element is ``unsupported-stanza-type``
   unless a negotiator claims it; stanzas before authentication are ``not-authorized``
@@ -45,46 +42,40 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, Final
 
 from roost.auth.credentials import Credentials
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID, JIDError
 from roost.stream import events as ev
+from roost.stream.bind import BIND
 from roost.stream.features import (
-    BIND,
-    BUILTIN,
     SASL,
+    STARTTLS,
     FeatureNegotiator,
     Phase,
     State,
+    StreamNegotiator,
     claimed,
     features_element,
     reject,
+    stream_error_element,
 )
 from roost.stream.sasl import SaslServer
 from roost.xml.element import Element
-from roost.xml.ns import NS_CLIENT, NS_STREAM_ERRORS, NS_STREAMS
+from roost.xml.ns import NS_CLIENT, NS_STREAMS
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader
 
 __all__ = ["STANZA_NAMES", "C2SStream", "Negotiators", "State", "stream_error_element"]
 
 STANZA_NAMES = frozenset({"message", "presence", "iq"})
+BUILTIN: Final[tuple[StreamNegotiator, ...]] = (STARTTLS, SASL, BIND)  # asked in this order
 Negotiators = Callable[[str], Sequence[FeatureNegotiator[Any]]]  # domain → its negotiators
 
 
 def _is_digits(text: str) -> bool:
     """1*DIGIT in ASCII (str.isdigit alone accepts '²' and '١')."""
     return text.isascii() and text.isdigit()
-
-
-def stream_error_element(condition: str, text: str | None = None) -> Element:
-    """Build ``<stream:error>`` for a condition of RFC 6120 §4.9.3."""
-    err = Element("error", NS_STREAMS)
-    err.sub(condition, NS_STREAM_ERRORS)
-    if text:
-        err.sub("text", NS_STREAM_ERRORS, text, **{"xml:lang": "en"})
-    return err
 
 
 class C2SStream:
@@ -316,7 +307,7 @@ class C2SStream:
         major, _, minor = version.partition(".")
         if not (_is_digits(major) and _is_digits(minor)) or major.lstrip("0") != "1":
             raise StreamError("unsupported-version", "only version 1.0 is supported")
-        features = features_element(self, self.phase, self._outside(domain))
+        features = features_element(self, self.phase, BUILTIN, self._outside(domain))
         out.append(ev.SendElement(features))
 
     def _served_domain(self, to: str | None) -> str | None:

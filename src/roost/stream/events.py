@@ -115,7 +115,7 @@ class StanzaRejected:
 class Claimed:
     """A negotiator from outside the stream claimed this element (``roost.stream.features``).
 
-    The driver calls ``negotiator.handle(session, element)``, writes the elements it answers
+    The driver calls ``negotiator.handle(connection, element)``, writes the elements it answers
     and then calls ``claim_finished()``; before binding, later input waits for that.
     """
 

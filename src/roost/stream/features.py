@@ -12,18 +12,21 @@ name ``ANY`` claims the whole namespace). Phases: ``PRE_AUTH`` (before SASL succ
 ``PRE_BIND`` (authenticated, no resource bound yet) and ``BOUND``. Features are offered after
 each stream header (RFC 6120 §4.3.2), so only in the first two phases. Two kinds:
 
-- ``StreamNegotiator``: sans-IO, built in, run by the machine itself (``STARTTLS``, ``SASL``,
-  ``BIND`` below). They keep their per-stream state on the ``C2SStream`` (one shared,
-  stateless instance each) and append actions to the machine's output.
+- ``StreamNegotiator``: sans-IO, built in, run by the machine itself (``STARTTLS`` and
+  ``SASL`` below, ``BIND`` in ``roost.stream.bind``). They keep their per-stream state on the
+  ``C2SStream`` (one shared, stateless instance each) and append actions to the machine's
+  output.
 - ``FeatureNegotiator``: from outside (a module registers one with ``api.stream_feature``;
   the stream gets a callable returning its host's negotiators). Handling needs the live
-  session, so the machine returns ``Claimed(negotiator, element)`` and the driver calls
-  ``handle(session, element)``, writes the elements it answers (at once, or when the
-  awaitable it returned is done) and calls ``claim_finished()``. A claim before binding
-  (XEP-0198 ``<resume/>``) makes later input wait until then; such a negotiator may bind the
-  stream itself with ``stream.establish(full_jid)``. After binding only elements outside
-  the three ``jabber:client`` stanzas can be claimed (XEP-0198 ``<enable/>``, ``<r/>``,
-  ``<a/>``; XEP-0352 ``<active/>``/``<inactive/>``), so routing never looks at claims.
+  connection, so the machine returns ``Claimed(negotiator, element)`` and the driver
+  (``roost.core.c2s.C2SConnection``) calls ``handle(connection, element)``, writes the
+  elements it answers (at once, or when the awaitable it returned is done) and calls
+  ``claim_finished()``. A claim before binding (XEP-0198 ``<resume/>``) makes later input
+  wait until then; such a negotiator may bind the stream itself with
+  ``stream.establish(full_jid)``. After binding only elements outside the three
+  ``jabber:client`` stanzas can be claimed (XEP-0198 ``<enable/>``, ``<r/>``, ``<a/>``;
+  XEP-0352 ``<active/>``/``<inactive/>``), so routing never looks at claims; one that no
+  negotiator claims is ``unsupported-stanza-type``, as before negotiators existed.
 
 Built-in negotiators are asked first, in the order STARTTLS, SASL, bind; then the outside
 ones, in the order the callable gives. In ``PRE_AUTH`` with TLS required and not in place,
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkab
 
 from roost.auth.credentials import Credentials
 from roost.errors import StanzaError, StreamError
-from roost.jid import JID, JIDError, normalize_localpart, normalize_resource
+from roost.jid import JID, JIDError, normalize_localpart
 from roost.stanzas import error_reply
 from roost.stream import events as ev
 from roost.stream.sasl import (
@@ -56,7 +59,7 @@ from roost.stream.sasl import (
     offered_mechanisms,
 )
 from roost.xml.element import Element
-from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_SASL_CB, NS_STREAMS, NS_TLS
+from roost.xml.ns import NS_SASL, NS_SASL_CB, NS_STREAM_ERRORS, NS_STREAMS, NS_TLS
 
 if TYPE_CHECKING:
     from roost.stream.c2s import C2SStream
@@ -90,7 +93,7 @@ class Phase(enum.Enum):
 
 @runtime_checkable
 class FeatureNegotiator(Protocol[S_contra]):
-    """A stream feature from outside the stream; ``S_contra`` is the driver's session type."""
+    """A stream feature from outside the stream; ``S_contra`` is the driver's connection type."""
 
     def offer(self, stream: C2SStream, phase: Phase) -> Sequence[Element]:
         """The children of ``<stream:features/>`` offered in ``phase``."""
@@ -100,8 +103,8 @@ class FeatureNegotiator(Protocol[S_contra]):
         """The top-level elements this negotiator handles in ``phase``."""
         ...
 
-    def handle(self, session: S_contra, element: Element) -> Reply | Awaitable[Reply]:
-        """Handle a claimed element on the live session; answer with elements to write."""
+    def handle(self, connection: S_contra, element: Element) -> Reply | Awaitable[Reply]:
+        """Handle a claimed element on the live connection; answer with elements to write."""
         ...
 
 
@@ -128,7 +131,10 @@ def claimed(claims: Collection[QName], element: Element) -> bool:
 
 
 def features_element(
-    stream: C2SStream, phase: Phase, extra: Sequence[FeatureNegotiator[Any]]
+    stream: C2SStream,
+    phase: Phase,
+    builtin: Sequence[StreamNegotiator],
+    extra: Sequence[FeatureNegotiator[Any]],
 ) -> Element:
     """``<stream:features/>`` for ``phase``: the built-in offers, then the others'."""
     features = Element("features", NS_STREAMS)
@@ -136,8 +142,8 @@ def features_element(
         # §5.3.1: nothing but mandatory STARTTLS (nothing at all when TLS is unavailable).
         features.children.extend(STARTTLS.offer(stream, phase))
         return features
-    for builtin in BUILTIN:
-        features.children.extend(builtin.offer(stream, phase))
+    for own in builtin:
+        features.children.extend(own.offer(stream, phase))
     for negotiator in extra:
         features.children.extend(negotiator.offer(stream, phase))
     return features
@@ -147,6 +153,15 @@ def reject(element: Element, error: StanzaError, out: list[ev.Action]) -> None:
     """Answer a stanza with an error from the stream itself; it is never routed."""
     out.append(ev.SendElement(error_reply(element, error)))
     out.append(ev.StanzaRejected(error))
+
+
+def stream_error_element(condition: str, text: str | None = None) -> Element:
+    """Build ``<stream:error>`` for a condition of RFC 6120 §4.9.3."""
+    err = Element("error", NS_STREAMS)
+    err.sub(condition, NS_STREAM_ERRORS)
+    if text:
+        err.sub("text", NS_STREAM_ERRORS, text, **{"xml:lang": "en"})
+    return err
 
 
 # -- offer-only negotiators ------------------------------------------------------------------
@@ -169,7 +184,7 @@ class FeatureOffer:
     def claims(self, phase: Phase) -> Collection[QName]:
         return ()
 
-    def handle(self, session: object, element: Element) -> Reply:
+    def handle(self, connection: object, element: Element) -> Reply:
         return ()  # claims nothing, so never called
 
 
@@ -187,7 +202,7 @@ class StaticOffer:
     def claims(self, phase: Phase) -> Collection[QName]:
         return ()
 
-    def handle(self, session: object, element: Element) -> Reply:
+    def handle(self, connection: object, element: Element) -> Reply:
         return ()  # claims nothing, so never called
 
 
@@ -378,54 +393,5 @@ class SaslNegotiator:
             raise StreamError("not-authorized", "too many failed authentication attempts")
 
 
-# -- resource binding (RFC 6120 §7) ----------------------------------------------------------
-_BIND_CLAIMS: Final = frozenset({(NS_CLIENT, "iq")})
-
-
-class BindNegotiator:
-    """The bind iq becomes ``BindRequest``; any other iq get/set before binding is answered
-    ``not-authorized`` (it is never routed)."""
-
-    __slots__ = ()
-
-    def offer(self, stream: C2SStream, phase: Phase) -> Sequence[Element]:
-        return (Element("bind", NS_BIND),) if phase is Phase.PRE_BIND else ()
-
-    def claims(self, phase: Phase) -> Collection[QName]:
-        return _BIND_CLAIMS if phase is Phase.PRE_BIND else ()
-
-    def receive(self, stream: C2SStream, element: Element, out: list[ev.Action]) -> None:
-        payload = element.first_element()
-        kind = element.get("type")
-        is_bind = payload is not None and payload.xmlns == NS_BIND and payload.name == "bind"
-        if kind == "set" and payload is not None and is_bind:
-            stream.bind_id = element.get("id") or ""
-            raw = payload.find_text("resource", NS_BIND)
-            resource: str | None = None
-            if raw:
-                try:
-                    resource = normalize_resource(raw)
-                except JIDError:
-                    error = StanzaError("bad-request", "the resource is not a valid resourcepart")
-                    reject(element, error, out)
-                    return
-            stream.state = State.BINDING
-            out.append(ev.BindRequest(resource))
-        elif kind in ("get", "set"):
-            reject(element, StanzaError("not-authorized", "bind a resource first"), out)
-
-    def result(self, stream: C2SStream) -> Element:
-        """The answer to the bind request, once bound."""
-        result = Element("iq", NS_CLIENT, {"type": "result", "id": stream.bind_id})
-        result.sub("bind", NS_BIND).sub("jid", NS_BIND, stream.full_str)
-        return result
-
-    def request(self, stream: C2SStream) -> Element:
-        """The bind request as far as an error reply needs it (type and id)."""
-        return Element("iq", NS_CLIENT, {"type": "set", "id": stream.bind_id})
-
-
 STARTTLS: Final = StartTlsNegotiator()
 SASL: Final = SaslNegotiator()
-BIND: Final = BindNegotiator()
-BUILTIN: Final[tuple[StreamNegotiator, ...]] = (STARTTLS, SASL, BIND)
