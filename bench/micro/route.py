@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from bench.micro import run_in_temporary_directory
+from bench.micro import run_in_temporary_directory, write_config
 from roost.auth.credentials import derive
 from roost.config import load_config
 from roost.server import Server
@@ -137,13 +137,7 @@ async def _send(sender: C2SProtocol, receiver: NullTransport, to: str) -> float:
 
 
 async def _measure(directory: Path) -> None:
-    config_path = directory / "roost.toml"
-    config_path.write_text(
-        '[server]\ndomains = ["localhost"]\ndata_dir = "data"\nlog_level = "warning"\n'
-        '[listen]\nc2s = ""\nc2s_tls = ""\ns2s = ""\ncomponent = ""\nhttp = ""\n'
-        '[services]\nmuc = ""\npubsub = ""\nupload = ""\n'
-        "[limits]\nexempt_loopback = true\nread_rate = 1000000000\n"
-    )
+    config_path = write_config(directory)
     server = Server(load_config(config_path))
     await server.start()
     assert server.core is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.micro import run_in_temporary_directory
+from bench.micro import run_in_temporary_directory, write_config
 from bench.micro.route import _login
 from roost.auth.credentials import derive
 from roost.config import Endpoint, load_config
@@ -91,13 +91,8 @@ async def _send(sender: C2SProtocol, receiver: Receiver, per_turn: int) -> float
 
 
 async def _measure(directory: Path) -> None:
-    config_path = directory / "roost.toml"
-    config_path.write_text(
-        '[server]\ndomains = ["localhost"]\ndata_dir = "data"\nlog_level = "warning"\n'
-        '[listen]\nc2s = ""\nc2s_tls = ""\ns2s = ""\ncomponent = ""\nhttp = ""\n'
-        '[services]\nmuc = ""\npubsub = ""\nupload = ""\n'
-        "[limits]\nexempt_loopback = true\nread_rate = 1000000000\n"
-        "send_queue_stanzas = 10000000\nsend_queue_bytes = 1000000000\n"
+    config_path = write_config(
+        directory, "send_queue_stanzas = 10000000\nsend_queue_bytes = 1000000000\n"
     )
     cert, key = directory / "cert.pem", directory / "key.pem"
     generate_certificate(["localhost"], cert, key)

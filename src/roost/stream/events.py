@@ -65,7 +65,8 @@ class FetchCredentials:
 @dataclass(frozen=True, slots=True)
 class VerifyPassword:
     """Run ``verify_password(credentials, password)`` off the event loop (PBKDF2) and call
-    ``password_checked()`` with the result; later input waits (RFC 6120 §10.1)."""
+    ``password_checked()`` with the result; later input waits (RFC 6120 §10.1). Also the step
+    PLAIN answers in ``roost.stream.sasl`` (an unknown user's keys are fake: the same cost)."""
 
     credentials: Credentials = field(repr=False)
     password: str = field(repr=False)

@@ -337,7 +337,7 @@ class SaslNegotiator:
         elif isinstance(step, NeedCredentials):
             self._need_credentials(stream, step.username, out)
         elif isinstance(step, VerifyPassword):
-            out.append(ev.VerifyPassword(step.credentials, step.password))
+            out.append(step)  # the driver checks it off the event loop
         elif isinstance(step, Success):
             self._success(stream, step, out)
         else:

@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from precis_i18n import get_profile
 
-from roost.auth.credentials import DEFAULT_ITERATIONS, Credentials, ScramKeys, hashlib_name
+from roost.auth.credentials import DEFAULT_ITERATIONS, ScramKeys, hashlib_name
+from roost.stream.events import VerifyPassword  # the step is also the driver's action
+
+__all__ = [
+    "FAKE_SALT_LENGTH",
+    "Challenge",
+    "Failure",
+    "NeedCredentials",
+    "SaslStep",
+    "Success",
+    "VerifyPassword",
+    "fake_keys",
+]
 
 FAKE_SALT_LENGTH: Final = 16  # as credentials.derive
 _USERNAME_PROFILE = get_profile("UsernameCaseMapped")
@@ -35,15 +47,6 @@ class NeedCredentials:
     """Look up ``username`` (raw authcid; normalise it first) and call ``credentials()``."""
 
     username: str
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyPassword:
-    """Check ``password`` against ``credentials`` off the event loop (PBKDF2) and call
-    ``password_checked(valid)``; unknown users come with fake keys (same cost)."""
-
-    credentials: Credentials = field(repr=False)
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
