@@ -19,7 +19,7 @@ import base64
 from functools import cache
 from typing import Final
 
-from roost.auth.credentials import Credentials, derive
+from roost.auth.credentials import Credentials, derive, verify_password
 from roost.errors import StreamError
 from roost.jid import JID
 from roost.stream import events as ev
@@ -27,7 +27,7 @@ from roost.stream.c2s import C2SStream
 from roost.xml.element import Element
 from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_TLS
 from roost.xml.parser import ParseError, ParseEvent, StreamParser
-from roost.xml.serializer import serialize, stream_header
+from roost.xml.serializer import STREAM_CLOSE, serialize, stream_header
 
 DOMAIN: Final = "example.com"
 USER: Final = "juliet"
@@ -119,11 +119,14 @@ class Driver:
             # (the stream may be closed by now: by a later stanza of the same read)
             assert self.stream.full_jid == FULL, "routed before binding"
             assert action.get("from") == str(FULL), "routed without the full JID stamped"
-        elif isinstance(action, ev.Send):
-            self.output.feed(action.data)  # raises if the server wrote malformed XML
+        elif isinstance(action, ev.OpenStream | ev.SendElement | ev.CloseStream):
+            self.output.feed(_written(action))  # raises if the server wrote malformed XML
         elif isinstance(action, ev.FetchCredentials):
             known = action.jid == JID(USER, DOMAIN)
             return self.stream.credentials(_credentials() if known else None)
+        elif isinstance(action, ev.VerifyPassword):
+            valid = verify_password(action.credentials, action.password)
+            return self.stream.password_checked(valid)
         elif isinstance(action, ev.BindRequest):
             return self.stream.bound(FULL)
         elif isinstance(action, ev.StartTLS | ev.ResetParser):
@@ -134,6 +137,15 @@ class Driver:
         elif isinstance(action, ev.Close):
             self.closed = True
         return []
+
+
+def _written(action: ev.OpenStream | ev.SendElement | ev.CloseStream) -> bytes:
+    """What TCP writes for an output action."""
+    if isinstance(action, ev.OpenStream):
+        return stream_header(content_ns=NS_CLIENT, attrs=action.attrs)
+    if isinstance(action, ev.SendElement):
+        return serialize(action.element)
+    return STREAM_CLOSE
 
 
 def drive_c2s(data: bytes) -> None:

@@ -1,15 +1,20 @@
 """Run every micro-benchmark and print the figures: ``python -m bench.micro`` (repo root).
 
-``python -m bench.micro xml route write`` runs only the named ones.
+``python -m bench.micro xml route write websocket`` runs only the named ones.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bench.micro import route, write, xml_layer
+from bench.micro import route, websocket, write, xml_layer
 
-BENCHES = {"xml": xml_layer.run, "route": route.run, "write": write.run}
+BENCHES = {
+    "xml": xml_layer.run,
+    "route": route.run,
+    "write": write.run,
+    "websocket": websocket.run,
+}
 
 
 def main() -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
+from bench.micro import run_in_temporary_directory
 from roost.tls import generate_certificate, server_context
 
 STANZAS = 60_000
@@ -87,11 +86,4 @@ async def _measure(directory: Path) -> None:
 
 def run() -> None:
     """Measure and print the write figures."""
-    try:
-        import uvloop
-    except ImportError:
-        runner: Any = asyncio.run
-    else:
-        runner = uvloop.run
-    with tempfile.TemporaryDirectory(prefix="roost-micro-") as tmp:
-        runner(_measure(Path(tmp)))
+    run_in_temporary_directory(_measure)

@@ -1,15 +1,16 @@
 """Client connections: the driver between a transport and the sans-IO c2s stream machine.
 
-A ``C2SConnection`` performs the actions the stream returns (send, start TLS, look up
-credentials, bind, route). Once a resource is bound it carries a ``Session``
-(``roost.core.session``): the session is what modules see, the connection is only its
-current carrier, so a session can outlive it (stream-management hibernation, XEP-0198 §5)
-or be carried by something else.
+A ``C2SConnection`` performs the actions the stream returns (write, start TLS, look up
+credentials, check a password, bind, hand a claimed element to its negotiator, route). Once
+a resource is bound it carries a ``Session`` (``roost.core.session``): the session is what
+modules see, the connection is only its current carrier, so a session can outlive it
+(stream-management hibernation, XEP-0198 §5) or be carried by something else.
 
 Stanzas of one connection are processed strictly in order (RFC 6120 §10.1): when an action
-has to wait (a storage lookup, an async handler, a password derivation), reading pauses and
-the remaining actions and events wait behind it — Prosody's per-session runner, without a
-task per stanza (docs/architecture.md).
+has to wait (a storage lookup, an async handler, PLAIN's PBKDF2 in a worker thread), reading
+pauses and the remaining actions and events wait behind it — Prosody's per-session runner,
+without a task per stanza (docs/architecture.md). A step that waits may return the machine's
+next actions; they are performed before the remaining ones.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from roost.auth.credentials import verify_password
 from roost.core.hooks import Authenticated, SessionBound
 from roost.core.metrics import parse_rejection
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID
 from roost.stream import events as ev
 from roost.stream.c2s import C2SStream, State
+from roost.stream.features import Reply
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_PING
 from roost.xml.parser import ParseEvent
-from roost.xml.serializer import serialize
 
 if TYPE_CHECKING:
     from roost.core.server import ServerCore
@@ -38,17 +40,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Step = Awaitable[list[ev.Action]]  # a waiting step of the machine's: ends with its answer
+
 
 class Connection(Protocol):
-    """What a transport offers the driver (TCP, WebSocket, BOSH).
-
-    Each ``write()`` carries a stream header, whole top-level elements, or the closing tag,
-    as the serializer produced them: the web transports frame writes on that rule.
+    """What a transport offers the driver (TCP, WebSocket, BOSH), element-level: each
+    transport writes in its own framing (RFC 6120 §4 text, RFC 7395 frames, XEP-0206 bodies).
     """
 
     peer: str  # the remote IP address
 
-    def write(self, data: bytes) -> None: ...
+    def open_stream(self, attrs: Mapping[str, str]) -> None: ...  # header / <open/> / BOSH
+    def send_element(self, element: Element) -> None: ...  # one top-level element
+    # One jabber:client stanza as roost.xml.serializer.serialize wrote it (default-namespace
+    # form); fan-out serializes once and hands the same bytes to many connections.
+    def send_serialized(self, data: bytes) -> None: ...
+    def close_stream(self) -> None: ...  # </stream:stream> / <close/> / BOSH terminate
     def start_tls(self) -> None: ...  # flush, upgrade, then call tls_established()
     def reset_parser(self) -> None: ...
     def set_post_auth_limits(self) -> None: ...
@@ -95,8 +102,7 @@ class C2SConnection:
             secure=secure,
             cb_data=core.cb_data if secure and channel_binding else None,
             max_auth_failures=core.config.limits.auth_failures_per_stream,
-            extra_features=core.stream_features,
-            limits_features=core.limits_feature,
+            negotiators=core.stream_negotiators,
         )
         self.session: Session | None = None
         self.created = self.last_active = time.monotonic()
@@ -161,8 +167,12 @@ class C2SConnection:
     # -- Carrier: output of the bound session ------------------------------------------------
     def send_stanza(self, stanza: Element, data: bytes | None) -> None:
         """Write one stanza (``router.deliver`` is the only caller)."""
-        if not self.closed:
-            self.conn.write(serialize(stanza) if data is None else data)
+        if self.closed:
+            return
+        if data is None:
+            self.conn.send_element(stanza)
+        else:
+            self.conn.send_serialized(data)
 
     def close(self, error: StreamError | None = None) -> None:
         """Close the stream from the server side (with a stream error, or cleanly)."""
@@ -192,19 +202,29 @@ class C2SConnection:
                 if pending is not None:
                     self._wait(pending, actions, i + 1)
                     return
-            elif type(action) is ev.Send:
-                self.conn.write(action.data)
+            elif type(action) is ev.SendElement:
+                self.conn.send_element(action.element)
             else:
-                pending = self._act(action)
-                if pending is not None:
-                    self._wait(pending, actions, i + 1)
+                step = self._act(action)
+                if step is not None:
+                    self._wait(step, actions, i + 1, answers=True)
+                    return
+                if self.closed:  # a claimed element's negotiator may close the connection
                     return
 
-    def _act(self, action: ev.Action) -> Awaitable[None] | None:
+    def _act(self, action: ev.Action) -> Step | None:
         kind = type(action)
-        if kind is ev.FetchCredentials:
+        if kind is ev.OpenStream:
+            self.conn.open_stream(action.attrs)  # type: ignore[union-attr]
+        elif kind is ev.CloseStream:
+            self.conn.close_stream()
+        elif kind is ev.FetchCredentials:
             return self._fetch_credentials(action.jid)  # type: ignore[union-attr]
-        if kind is ev.BindRequest:
+        elif kind is ev.VerifyPassword:
+            return self._verify_password(action)  # type: ignore[arg-type]
+        elif kind is ev.Claimed:
+            return self._claimed(action)  # type: ignore[arg-type]
+        elif kind is ev.BindRequest:
             self._bind(action.resource)  # type: ignore[union-attr]
         elif kind is ev.Authenticated:
             self._authenticated(action)  # type: ignore[arg-type]
@@ -218,21 +238,37 @@ class C2SConnection:
             self._close(action)  # type: ignore[arg-type]
         return None
 
-    def _wait(self, pending: Awaitable[None], actions: Sequence[ev.Action], resume_at: int) -> None:
+    def _wait(
+        self,
+        pending: Awaitable[object],
+        actions: Sequence[ev.Action],
+        resume_at: int,
+        *,
+        answers: bool = False,
+    ) -> None:
         self._busy = True
         self.conn.pause_reading()
-        asyncio.get_running_loop().create_task(self._resume(pending, actions, resume_at))
+        task = self._resume(pending, actions, resume_at, answers)
+        asyncio.get_running_loop().create_task(task)
 
     async def _resume(
-        self, pending: Awaitable[None], actions: Sequence[ev.Action], resume_at: int
+        self,
+        pending: Awaitable[object],
+        actions: Sequence[ev.Action],
+        resume_at: int,
+        answers: bool,
     ) -> None:
+        result: object = None
         try:
-            await pending
+            result = await pending
         except Exception:
             log.exception("connection %r: a waiting step failed", self)
         self._busy = False
         if self.closed:
             return
+        if answers and isinstance(result, list) and result:
+            # a step of the machine's (``Step``): its answer comes before what was waiting
+            actions, resume_at = [*result, *actions[resume_at:]], 0
         self._perform(actions, resume_at)
         if not self._busy and self._backlog:
             backlog, self._backlog = self._backlog, []
@@ -244,9 +280,48 @@ class C2SConnection:
             self.conn.resume_reading()
 
     # -- steps -------------------------------------------------------------------------------
-    async def _fetch_credentials(self, jid: JID) -> None:
+    async def _fetch_credentials(self, jid: JID) -> list[ev.Action]:
         creds = await self.core.storage.accounts.get_credentials(jid.domain, jid.local or "")
-        self._perform(self.stream.credentials(creds), 0)
+        return self.stream.credentials(creds)
+
+    async def _verify_password(self, action: ev.VerifyPassword) -> list[ev.Action]:
+        """PBKDF2 in the loop's worker threads (hashlib releases the GIL): not on the loop."""
+        loop = asyncio.get_running_loop()
+        valid = await loop.run_in_executor(
+            None, verify_password, action.credentials, action.password
+        )
+        return self.stream.password_checked(valid)
+
+    def _claimed(self, action: ev.Claimed) -> Step | None:
+        """Hand a claimed element to its negotiator, with this connection; write its answer."""
+        try:
+            reply = action.negotiator.handle(self, action.element)
+        except Exception as exc:  # noqa: BLE001 - logged in _claim_failed
+            self._perform(self._claim_failed(action, exc), 0)
+            return None
+        if isinstance(reply, Sequence):
+            self._perform(self._claim_answered(reply), 0)
+            return None
+        return self._claim_awaited(action, reply)
+
+    async def _claim_awaited(
+        self, action: ev.Claimed, pending: Awaitable[Reply]
+    ) -> list[ev.Action]:
+        try:
+            reply = await pending
+        except Exception as exc:  # noqa: BLE001 - logged in _claim_failed
+            return self._claim_failed(action, exc)
+        return self._claim_answered(reply)
+
+    def _claim_failed(self, action: ev.Claimed, exc: Exception) -> list[ev.Action]:
+        log.error("%r: %r failed on <%s/>", self, action.negotiator, action.element, exc_info=exc)
+        return self.stream.close(StreamError("internal-server-error", "a stream feature failed"))
+
+    def _claim_answered(self, reply: Reply) -> list[ev.Action]:
+        if not self.closed:
+            for element in reply:
+                self.conn.send_element(element)
+        return self.stream.claim_finished()
 
     def _auth_failed(self, action: ev.AuthFailed) -> None:
         self._metrics.auth_failed(action.condition)

@@ -27,7 +27,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, TypeVar
 
 from roost.config.options import NoOptions
 from roost.core.hooks import DEFAULT, FILTER, Handler
@@ -35,15 +35,18 @@ from roost.core.stanza import Addressing, IqHandler, PreRouteHandler, StanzaFilt
 from roost.errors import StanzaError
 from roost.jid import JID, JIDError
 from roost.stanzas import error_of
+from roost.stream.features import FeatureNegotiator, FeatureOffer
 
 if TYPE_CHECKING:
+    from roost.core.c2s import C2SConnection
     from roost.core.host import Host
     from roost.core.server import ServerCore
     from roost.core.session import OutgoingFilter, Session
     from roost.stream.c2s import C2SStream
     from roost.xml.element import Element
 
-StreamFeature = Callable[["C2SStream"], "Element | None"]
+StreamFeature: TypeAlias = "FeatureNegotiator[C2SConnection]"  # what host.stream_features holds
+OfferFunction = Callable[["C2SStream"], "Element | None"]  # offered after authentication
 T = TypeVar("T")
 E = TypeVar("E")
 S = TypeVar("S")
@@ -192,10 +195,13 @@ class ModuleAPI:
         self.host.identities.append(ident)
         self._record(lambda: self.host.identities.remove(ident))
 
-    def stream_feature(self, feature: StreamFeature) -> None:
-        """Offer a feature in ``<stream:features/>`` after authentication."""
-        self.host.stream_features.append(feature)
-        self._record(lambda: self.host.stream_features.remove(feature))
+    def stream_feature(self, feature: StreamFeature | OfferFunction) -> None:
+        """Add a c2s stream feature: a negotiator (``roost.stream.features``: it offers
+        features and may claim elements before and after binding), or a function offering one
+        element in ``<stream:features/>`` after authentication."""
+        negotiator = feature if isinstance(feature, FeatureNegotiator) else FeatureOffer(feature)
+        self.host.stream_features.append(negotiator)
+        self._record(lambda: self.host.stream_features.remove(negotiator))
 
     # -- acting ------------------------------------------------------------------------------
     def deliver(self, session: Session, stanza: Element, data: bytes | None = None) -> None:

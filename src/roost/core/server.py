@@ -22,14 +22,15 @@ from roost.core.session import Session
 from roost.core.sessions import LocalSessions, SessionRegistry
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID
+from roost.stream.features import Phase, StaticOffer
 from roost.xml.element import Element
 from roost.xml.ns import NS_STREAM_LIMITS
 
 if TYPE_CHECKING:
     from roost.config import Config
     from roost.core.c2s import C2SConnection
+    from roost.core.module import StreamFeature
     from roost.storage.base import Storage
-    from roost.stream.c2s import C2SStream
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,14 @@ class ServerCore:
         self.connections: set[C2SConnection] = set()
         limits = config.limits
         # XEP-0478: the limits in force in each phase of the stream.
-        self.limits_feature = stream_limits(limits.stanza_size_preauth, limits.preauth_timeout)
-        self.limits_feature_bound = stream_limits(limits.stanza_size, limits.idle_timeout)
+        self.limits_feature = StaticOffer(
+            {
+                Phase.PRE_AUTH: (
+                    stream_limits(limits.stanza_size_preauth, limits.preauth_timeout),
+                ),
+                Phase.PRE_BIND: (stream_limits(limits.stanza_size, limits.idle_timeout),),
+            }
+        )
 
     def add_service_host(self, domain: str) -> Host:
         """Route ``domain`` to a new service host (no accounts, no logins)."""
@@ -80,13 +87,12 @@ class ServerCore:
         self.routes.add_host(host)
         return host
 
-    def stream_features(self, stream: C2SStream) -> list[Element]:
-        """The post-authentication features offered by the modules of the stream's host."""
-        host = self.hosts.get(stream.domain or "")
+    def stream_negotiators(self, domain: str) -> list[StreamFeature]:
+        """The stream's negotiators from outside it: the limits, then the host's modules'."""
+        host = self.hosts.get(domain)
         if host is None:
-            return [self.limits_feature_bound]
-        found = (feature(stream) for feature in host.stream_features)
-        return [self.limits_feature_bound, *(f for f in found if f is not None)]
+            return [self.limits_feature]
+        return [self.limits_feature, *host.stream_features]
 
     # -- sessions ----------------------------------------------------------------------------
     def bind(self, connection: C2SConnection, bare: JID, resource: str | None) -> Session:

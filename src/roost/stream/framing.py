@@ -22,29 +22,29 @@ so the restrictions (RFC 6120 §11.1) and the size, depth and element limits of
   (as Prosody does). Session creation and ``xmpp:restart`` become stream headers
   (``bosh_header``, XEP-0206 §3, §5).
 
-Output (``split_output``): what the machine and the sessions write follows the serializer's
-contract (``roost.xml.serializer``): each write is a stream header, whole top-level elements,
-or the closing tag, with ``<``/``>`` escaped in all text and attribute values, so tags alone
-delimit the elements. Each element becomes a standalone document (RFC 7395 §3.3.3; inside a
-BOSH ``<body/>`` the same, as XEP-0206 wants stanzas qualified by ``jabber:client``): stanzas
-get ``xmlns='jabber:client'``, ``<stream:features/>`` and ``<stream:error/>`` declare the
-``stream`` prefix. A header becomes ``StreamOpened`` (RFC 7395: ``<open/>``; BOSH: the
-session-creation attributes), the closing tag ``StreamClosed`` (``<close/>``; BOSH:
-``type='terminate'``). ``websocket_frames`` and ``bosh_body`` assemble the wire form.
+Output is element-level (``roost.stream.events``): the transports write what the machine
+and the sessions hand them, each unit a standalone document (RFC 7395 §3.3.3; inside a BOSH
+``<body/>`` the same, as XEP-0206 §4 wants stanzas qualified by ``jabber:client``), so no
+written bytes are ever re-scanned. ``frame_element`` and ``body_element`` serialize an element
+for a frame or a body (stanzas get ``xmlns='jabber:client'``, ``<stream:features/>`` and
+``<stream:error/>`` declare the ``stream`` prefix); ``qualify_stanza`` adds the namespace to a
+stanza serialized once for many recipients in the stream's default-namespace form. The stream
+header becomes ``open_frame`` (RFC 7395 §3.4; BOSH: the session-creation attributes), the end
+``CLOSE_FRAME`` (§3.6; BOSH: ``type='terminate'``). ``websocket_header`` heads a frame for the
+coalesced writer; ``bosh_body`` assembles a response body.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Final
 
 from roost.errors import StreamError
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_FRAMING, NS_HTTPBIND, NS_STREAMS, NS_XBOSH
 from roost.xml.parser import ParseError, ParseEvent, StreamEnd, StreamHeader, StreamParser
-from roost.xml.serializer import STREAM_CLOSE, escape_attr, serialize
+from roost.xml.serializer import escape_attr, serialize
 
 # XEP-0124 / XEP-0206 (to move to roost.xml.ns with the other namespaces).
 
@@ -55,11 +55,10 @@ _WRAP_OPEN: Final = f"<stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREA
 _XML_DECL: Final = re.compile(rb"\s*<\?xml\s[^>]*\?>")
 _SENTINEL_NS: Final = "urn:x-roost:frame-end"
 _SENTINEL: Final = f"<end xmlns='{_SENTINEL_NS}'/>".encode()
-_NAME: Final = re.compile(rb"<[^\s/>]+")
-_XMLNS_STREAM: Final = f" xmlns:stream='{NS_STREAMS}'".encode()
 _XMLNS_CLIENT: Final = f" xmlns='{NS_CLIENT}'".encode()
-_STREAM_PREFIX: Final = b"<stream:"
-_STREAM_ERROR: Final = b"<stream:error"
+_STANZA_NAME_END: Final = {ord("m"): len(b"<message"), ord("p"): len(b"<presence"), ord("i"): 3}
+_NAME_END: Final = frozenset(b"/> \t\r\n")
+_TEXT_FRAME: Final = b"\x81"  # FIN, opcode 1 (text)
 _WHITESPACE: Final = b" \t\r\n"
 
 CLOSE_FRAME: Final = f"<close xmlns='{NS_FRAMING}'/>".encode()
@@ -177,128 +176,45 @@ def _requalify(element: Element) -> None:
 
 
 # -- output ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StreamOpened:
-    """The server's stream header, with its attributes (from, id, version, xml:lang)."""
-
-    attrs: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClosed:
-    """The server's ``</stream:stream>``."""
+def frame_element(element: Element) -> bytes:
+    """A top-level element as a standalone document (RFC 7395 §3.3.3): stanzas carry
+    ``xmlns='jabber:client'``, ``<stream:features/>`` and ``<stream:error/>`` declare the
+    ``stream`` prefix."""
+    return serialize(element, "", standalone=True)
 
 
-Output = bytes | StreamOpened | StreamClosed
-"""One unit of output: a standalone element, the header or the closing tag."""
+def body_element(element: Element) -> bytes:
+    """A top-level element for a BOSH ``<body/>`` (XEP-0206 §4: stanzas qualified by
+    ``jabber:client``), its namespace declared against the body's."""
+    return serialize(element, NS_HTTPBIND, standalone=True)
 
 
-def split_output(data: bytes) -> list[Output]:
-    """Split what a stream wrote into its units, each element made a standalone document."""
-    out: list[Output] = []
-    pos, size = 0, len(data)
-    while pos < size:
-        start = data.find(b"<", pos)
-        if start < 0:
-            break
-        if data.startswith(STREAM_CLOSE, start):
-            out.append(StreamClosed())
-            pos = start + len(STREAM_CLOSE)
-        elif data.startswith(b"<?xml", start) or data.startswith(b"<stream:stream", start):
-            pos = _header_end(data, start)
-            out.append(StreamOpened(_header_attrs(data[start:pos])))
-        else:
-            pos = _element_end(data, start)
-            out.append(standalone(data[start:pos]))
-    return out
+def qualify_stanza(data: bytes) -> bytes:
+    """A stanza the serializer wrote in the stream's default-namespace form, made
+    standalone: ``xmlns='jabber:client'`` after its name (no re-parsing)."""
+    end = _STANZA_NAME_END.get(data[1], 1)
+    if data[end] not in _NAME_END:  # not message, presence or iq: find where the name ends
+        end = 1
+        while data[end] not in _NAME_END:
+            end += 1
+    if data.startswith(b" xmlns=", end):
+        return data
+    return data[:end] + _XMLNS_CLIENT + data[end:]
 
 
-def _header_end(data: bytes, start: int) -> int:
-    tag = data.find(b"<stream:stream", start)
-    end = data.find(b">", tag)
-    return len(data) if tag < 0 or end < 0 else end + 1
-
-
-def _header_attrs(header: bytes) -> dict[str, str]:
-    try:
-        events = StreamParser().feed(header)
-    except ParseError:
-        return {}
-    first = events[0] if events else None
-    return dict(first.attrs) if type(first) is StreamHeader else {}
-
-
-def _element_end(data: bytes, start: int) -> int:
-    """The index just past the element that starts at ``start`` (tags delimit elements)."""
-    name = _NAME.match(data, start)
-    if name is not None and data.count(name.group(), start) == 1:
-        # The usual write, one element: its name occurs once, so it ends the data.
-        close = b"</" + name.group()[1:] + b">"
-        first_end = data.find(b">", start)
-        if data.endswith(close) or (first_end == len(data) - 1 and data[first_end - 1] == 47):
-            return len(data)
-    depth, pos, find = 0, start, data.find
-    while True:
-        lt = find(b"<", pos)
-        gt = find(b">", lt + 1) if lt >= 0 else -1
-        if gt < 0:
-            return len(data)
-        if data[lt + 1] == 47:  # "</"
-            depth -= 1
-        elif data[gt - 1] != 47:  # not "/>"
-            depth += 1
-        pos = gt + 1
-        if depth <= 0:
-            return pos
-
-
-def standalone(element: bytes) -> bytes:
-    """Declare what a top-level element relies on from the stream header."""
-    name = _NAME.match(element)
-    if name is None:
-        return element
-    end = name.end()
-    if element.startswith(_STREAM_PREFIX):
-        return element[:end] + _XMLNS_STREAM + element[end:]
-    if element.startswith(b" xmlns=", end):
-        return element
-    return element[:end] + _XMLNS_CLIENT + element[end:]
-
-
-def is_stream_error(element: bytes) -> bool:
-    """True for a standalone ``<stream:error/>``."""
-    return element.startswith(_STREAM_ERROR)
-
-
-def stream_error_condition(element: bytes) -> str:
-    """The defined condition of a standalone ``<stream:error/>``."""
-    parser = FrameParser(max_bytes=len(element) + 1, max_depth=8, max_elements=64)
-    try:
-        error = parser.parse(element)
-    except StreamError:
-        return "undefined-condition"
-    if error is None:
-        return "undefined-condition"
-    return next((c.name for c in error.elements() if c.name != "text"), "undefined-condition")
+def websocket_header(length: int) -> bytes:
+    """The header of an unmasked, final text frame from the server (RFC 6455 §5.2)."""
+    if length < 126:
+        return _TEXT_FRAME + length.to_bytes(1)
+    if length < 65536:
+        return _TEXT_FRAME + b"\x7e" + length.to_bytes(2)
+    return _TEXT_FRAME + b"\x7f" + length.to_bytes(8)
 
 
 # -- wire forms ------------------------------------------------------------------------------
 def open_frame(attrs: Mapping[str, str]) -> bytes:
     """RFC 7395 §3.4: the server's ``<open/>`` (from, id, version, xml:lang)."""
     return serialize(Element("open", NS_FRAMING, dict(attrs)))
-
-
-def websocket_frames(data: bytes) -> list[bytes]:
-    """The WebSocket messages for what a stream wrote (RFC 7395 §3.3.3)."""
-    frames: list[bytes] = []
-    for unit in split_output(data):
-        if type(unit) is bytes:
-            frames.append(unit)
-        elif type(unit) is StreamOpened:
-            frames.append(open_frame(unit.attrs))
-        else:
-            frames.append(CLOSE_FRAME)
-    return frames
 
 
 def bosh_body(attrs: Mapping[str, str], payload: Iterable[bytes] = ()) -> bytes:

@@ -18,16 +18,17 @@ from roost.errors import StreamError
 from roost.stream.framing import (
     XBOSH_RESTART,
     FrameParser,
-    StreamOpened,
+    body_element,
     bosh_body,
     bosh_payload,
-    is_stream_error,
-    split_output,
-    stream_error_condition,
+    qualify_stanza,
 )
+from roost.xml.ns import NS_STREAMS
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from roost.core.c2s import C2SConnection
     from roost.transport.bosh import BoshEndpoint
     from roost.transport.http import ClientInfo
@@ -46,6 +47,11 @@ def terminate_body(condition: str | None = None) -> bytes:
     if condition is not None:
         attrs["condition"] = condition
     return bosh_body(attrs)
+
+
+def _condition(error: Element) -> str:
+    """The defined condition of a ``<stream:error/>`` (RFC 6120 §4.9.3)."""
+    return next((c.name for c in error.elements() if c.name != "text"), "undefined-condition")
 
 
 def rid_of(body: Element) -> int | None:
@@ -135,7 +141,7 @@ class BoshSession:
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._stream_attrs: dict[str, str] = {}
-        self._stream_error: bytes | None = None
+        self._stream_error: Element | None = None
         self._final: bytes | None = None  # the terminate body, once the session ended
         self._creating = True  # until the creation answer is out
         self._last_request = time.monotonic()
@@ -359,19 +365,29 @@ class BoshSession:
         self._cancel_timer()
 
     # -- Connection interface (used by C2SConnection) -------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Queue what the stream wrote for the next answer."""
+    def open_stream(self, attrs: Mapping[str, str]) -> None:
+        """The stream header: its attributes go into the creation answer (XEP-0206 §3)."""
+        self._stream_attrs = dict(attrs)
+
+    def send_element(self, element: Element) -> None:
+        """Queue one top-level element for the next answer (a stream error: for the end)."""
         if self._final is not None:
             return
-        for unit in split_output(data):
-            if type(unit) is bytes:
-                if is_stream_error(unit):
-                    self._stream_error = unit
-                else:
-                    self._out.append(unit)
-            elif type(unit) is StreamOpened:
-                self._stream_attrs = unit.attrs
-            # StreamClosed: close() follows, and answers with type='terminate'
+        if element.xmlns == NS_STREAMS and element.name == "error":
+            self._stream_error = element  # close() follows and sends it (XEP-0206 §6)
+            return
+        self._queue(body_element(element))
+
+    def send_serialized(self, data: bytes) -> None:
+        """Queue a stanza serialized once for many recipients (``jabber:client`` added)."""
+        if self._final is None:
+            self._queue(qualify_stanza(data))
+
+    def close_stream(self) -> None:
+        """Nothing to write: ``close()`` follows and answers with ``type='terminate'``."""
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -406,12 +422,12 @@ class BoshSession:
         payload = self._take_out()
         error = self._stream_error
         if error is not None:
-            condition = stream_error_condition(error)
+            condition = _condition(error)
             if self._creating and condition in CREATION_CONDITIONS:
                 attrs["condition"] = condition
             else:
                 attrs["condition"] = "remote-stream-error"
-                payload.append(error)
+                payload.append(body_element(error))
         self._finish(bosh_body(attrs, payload), bosh_body(attrs))
         if self._timer is None and not self._creating:  # every waiting request was answered
             self._endpoint.remove(self)

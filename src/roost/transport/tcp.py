@@ -2,8 +2,9 @@
 
 An ``asyncio.Protocol`` (not streams: no task or future per read) that
 owns the socket, the parser and the output buffer, feeds parse events to its ``C2SConnection``
-and writes what the session emits. Writes are coalesced and flushed once per loop turn.
-It decides nothing about XMPP.
+and writes what the session emits in RFC 6120 §4 framing: the ``<stream:stream>`` header,
+top-level elements serialized in the stream's default namespace, ``</stream:stream>``. Writes
+are coalesced and flushed once per loop turn. It decides nothing about XMPP.
 
 Flow control, both ways (docs/configuration.md [limits]):
 - Read rate: every read is spent from a ``ReadBudget`` (``[limits].read_rate`` bytes per
@@ -30,11 +31,16 @@ from typing import TYPE_CHECKING, cast
 from roost.core.c2s import C2SConnection, open_c2s_connection
 from roost.core.limits import ReadBudget
 from roost.errors import StreamError
+from roost.xml.ns import NS_CLIENT
 from roost.xml.parser import ParseError, StreamEnd, StreamParser
+from roost.xml.serializer import STREAM_CLOSE, serialize, stream_header
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from roost.config import Endpoint
     from roost.core.server import ServerCore
+    from roost.xml.element import Element
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +170,31 @@ class C2SProtocol(asyncio.Protocol):
                 transport.resume_reading()
 
     # -- Connection interface (used by C2SConnection) -------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Queue bytes; they are flushed once per loop turn."""
+    def open_stream(self, attrs: Mapping[str, str]) -> None:
+        """Queue the ``<stream:stream>`` header (RFC 6120 §4.7)."""
+        self.send_serialized(stream_header(content_ns=NS_CLIENT, attrs=dict(attrs)))
+
+    def send_element(self, element: Element) -> None:
+        """Queue one top-level element; the queue is flushed once per loop turn."""
         if self._transport is None or self._tls_pending:
             return  # after <proceed/> only TLS may follow, no XML in the clear (RFC 6120 §5.4.3.3)
+        self._out.append(serialize(element))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def send_serialized(self, data: bytes) -> None:
+        """Queue a stanza serialized once for many recipients (as ``send_element``)."""
+        if self._transport is None or self._tls_pending:
+            return
         self._out.append(data)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def close_stream(self) -> None:
+        """Queue ``</stream:stream>``."""
+        self.send_serialized(STREAM_CLOSE)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

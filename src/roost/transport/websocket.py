@@ -6,11 +6,15 @@ a line of explanation). Compression is not negotiated. Then every text message i
 one XML document (§3.3.3), parsed by ``roost.stream.framing.FrameParser`` under the stanza
 limits in force (pre- or post-authentication) and fed to the client's ``C2SConnection``:
 ``<open/>`` opens and restarts the stream (§3.4, §3.5), ``<close/>`` ends it (§3.6). What the
-session writes goes out one element per message, each a standalone document. Binary messages
-are refused with close code 1003 (§3.2: the subprotocol is text only).
+session writes goes out one element per message, each a standalone document
+(``roost.stream.framing``). Binary messages are refused with close code 1003 (§3.2: the
+subprotocol is text only).
 
-Writes are queued and sent by one writer task per connection (never a task per stanza); a
-client that lets more than ``[limits].send_queue_bytes`` or ``send_queue_stanzas`` pile up is
+Writes are queued and sent by one writer task per connection (never a task per stanza): the
+frames queued in one loop turn go out in one write to the socket (RFC 6455 §5.2 framing done
+here, unmasked text frames; one TLS record, one syscall), and the writer waits for the socket
+to drain before it writes again. A client that lets more than ``[limits].send_queue_bytes`` or
+``send_queue_stanzas`` pile up is
 a slow consumer: what is queued is dropped and the stream closed with
 ``resource-constraint``, the connection aborted if even that is not taken within
 ``2 * CLOSE_WAIT`` seconds. Reading obeys ``[limits].read_rate``/``read_burst`` like TCP:
@@ -32,12 +36,25 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from roost.core.limits import ReadBudget
 from roost.errors import StreamError
-from roost.stream.framing import FrameParser, websocket_event, websocket_frames
+from roost.stream.framing import (
+    CLOSE_FRAME,
+    FrameParser,
+    frame_element,
+    open_frame,
+    qualify_stanza,
+    websocket_event,
+    websocket_header,
+)
 from roost.xml.ns import NS_FRAMING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from aiohttp.base_protocol import BaseProtocol
+
     from roost.core.c2s import C2SConnection
     from roost.transport.http import ClientInfo, HttpContext
+    from roost.xml.element import Element
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +92,9 @@ class WebSocketEndpoint:
             timeout=CLOSE_WAIT,
         )
         await ws.prepare(request)
-        conn = WebSocketConnection(ctx, ws, ctx.client(request), request.transport)
+        conn = WebSocketConnection(
+            ctx, ws, ctx.client(request), request.transport, request.protocol
+        )
         await conn.run()
         return ws
 
@@ -91,6 +110,7 @@ class WebSocketConnection:
         "_limits",
         "_metrics",
         "_parser",
+        "_protocol",
         "_queued",
         "_readable",
         "_slow",
@@ -107,10 +127,12 @@ class WebSocketConnection:
         ws: web.WebSocketResponse,
         info: ClientInfo,
         transport: asyncio.Transport | None,
+        protocol: BaseProtocol | None = None,
     ) -> None:
         limits = ctx.core.config.limits
         self._ws = ws
         self._transport = transport
+        self._protocol = protocol  # aiohttp's, for write flow control
         self._parser = FrameParser(  # attributes and xmlns per element: the parser's defaults
             max_bytes=limits.stanza_size_preauth,
             max_depth=limits.depth_preauth,
@@ -191,22 +213,50 @@ class WebSocketConnection:
                 while self._frames:
                     frames, self._frames = self._frames, []
                     self._queued = 0
-                    for frame in frames:
-                        await ws.send_frame(frame, WSMsgType.TEXT)
+                    self._write(frames)
+                    protocol = self._protocol
+                    if protocol is not None and protocol.writing_paused:
+                        await protocol._drain_helper()  # the client takes its time
                 if self._close_requested:
                     await ws.close()
                     return
         except ConnectionError as exc:
             log.debug("WebSocket to %s: %s", self.peer, exc)
 
+    def _write(self, frames: list[bytes]) -> None:
+        """All the frames of a loop turn in one write (one TLS record, one syscall)."""
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._ws.closed:
+            raise ConnectionResetError("the WebSocket is closing")
+        parts: list[bytes] = []
+        for frame in frames:
+            parts.append(websocket_header(len(frame)))
+            parts.append(frame)
+        transport.write(b"".join(parts))
+
     # -- Connection interface (used by C2SConnection) -------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Queue the frames for what the stream wrote; the writer task sends them."""
+    def open_stream(self, attrs: Mapping[str, str]) -> None:
+        """Queue ``<open/>`` (RFC 7395 §3.4)."""
+        self._queue(open_frame(attrs))
+
+    def send_element(self, element: Element) -> None:
+        """Queue one top-level element as a frame of its own."""
+        self._queue(frame_element(element))
+
+    def send_serialized(self, data: bytes) -> None:
+        """Queue a stanza serialized once for many recipients (``jabber:client`` added)."""
+        self._queue(qualify_stanza(data))
+
+    def close_stream(self) -> None:
+        """Queue ``<close/>`` (RFC 7395 §3.6)."""
+        self._queue(CLOSE_FRAME)
+
+    def _queue(self, frame: bytes) -> None:
+        """Queue a frame; the writer task sends what is queued once per loop turn."""
         if self._close_requested or self._ws.closed:
             return
-        for frame in websocket_frames(data):
-            self._frames.append(frame)
-            self._queued += len(frame)
+        self._frames.append(frame)
+        self._queued += len(frame)
         self._wake.set()
         limits = self._limits
         if self._slow:

@@ -14,6 +14,7 @@ import pytest
 from roost.errors import StreamError
 from roost.stream import events as ev
 from roost.stream.c2s import State
+from roost.stream.features import FeatureOffer, Phase, StaticOffer
 from roost.xml.element import Element
 from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS, NS_TLS
 from roost.xml.parser import ParseEvent, StreamEnd, StreamHeader
@@ -248,7 +249,8 @@ def test_features_on_direct_tls_offer_mechanisms_at_once() -> None:
 def test_features_include_the_xep_0478_limits_element_when_given() -> None:
     limits = Element("limits", NS_STREAM_LIMITS)
     limits.sub("max-bytes", text="262144")
-    driver = C2SDriver(make_stream(limits_features=limits))
+    offer = StaticOffer({Phase.PRE_AUTH: (limits,)})
+    driver = C2SDriver(make_stream(negotiators=lambda domain: [offer]))
     features = features_of(driver.starttls())
     assert (NS_STREAM_LIMITS, "limits") in feature_names(features)
     advertised = features.find("limits", NS_STREAM_LIMITS)
@@ -262,20 +264,32 @@ def test_features_without_limits_element_when_none_given() -> None:
 
 
 def test_features_after_auth_offer_bind_and_the_extra_features() -> None:
-    seen = []
+    seen: list[tuple[object, str]] = []
 
-    def extra(stream: object) -> list[Element]:
-        seen.append(stream)
-        return [Element("sm", "urn:xmpp:sm:3"), Element("csi", "urn:xmpp:csi:0")]
+    def offer(name: str, ns: str) -> FeatureOffer:
+        def feature(stream: object) -> Element:
+            seen.append((stream, name))
+            return Element(name, ns)
 
-    driver = C2SDriver(make_stream(extra_features=extra))
+        return FeatureOffer(feature)
+
+    extra = [offer("sm", "urn:xmpp:sm:3"), offer("csi", "urn:xmpp:csi:0")]
+    domains: list[str] = []
+
+    def negotiators(domain: str) -> list[FeatureOffer]:
+        domains.append(domain)
+        return extra
+
+    driver = C2SDriver(make_stream(negotiators=negotiators))
     features = features_of(driver.login())
     assert feature_names(features) == [
         (NS_BIND, "bind"),
         ("urn:xmpp:sm:3", "sm"),
         ("urn:xmpp:csi:0", "csi"),
     ]
-    assert seen == [driver.stream]  # asked once, after authentication only
+    # asked once each, after authentication only, for the stream's domain
+    assert seen == [(driver.stream, "sm"), (driver.stream, "csi")]
+    assert set(domains) == {DOMAIN}
 
 
 def test_features_after_auth_offer_no_mechanisms_or_starttls() -> None:

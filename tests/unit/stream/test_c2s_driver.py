@@ -1,10 +1,13 @@
 """An in-memory driver for the c2s machine (bytes in, elements and actions out), and its tests.
 
 ``C2SDriver`` plays transport and session for one ``C2SStream`` without sockets: the client's
-bytes go through a ``StreamParser`` into ``receive()``; every ``Send`` is parsed by a second
-``StreamParser`` (the server's output stream) so tests assert on elements, and it fails the
-test at once if the server ever writes malformed XML. Credentials come from an in-memory dict
-of accounts made with ``derive``; ``BindRequest`` is answered by a binder function;
+bytes go through a ``StreamParser`` into ``receive()``; what the machine writes
+(``OpenStream``, ``SendElement``, ``CloseStream``) is written as TCP would and parsed by a
+second ``StreamParser`` (the server's output stream) so tests assert on elements, and it fails
+the test at once if the server ever writes malformed XML. Credentials come from an in-memory
+dict of accounts made with ``derive``; ``VerifyPassword`` is computed at once;
+``BindRequest`` is answered by a binder function; ``Claimed`` elements are handed to their
+negotiator with the driver as the session, its answer written, then ``claim_finished()``;
 ``StartTLS`` is a handshake that completes at once (both parsers reset, ``tls_established``);
 ``ResetParser`` resets both parsers (the server's next bytes open a new stream too).
 
@@ -23,7 +26,7 @@ from typing import Any, Final, TypeVar
 import pytest
 from scramp import ScramClient
 
-from roost.auth.credentials import Credentials, derive
+from roost.auth.credentials import Credentials, derive, verify_password
 from roost.errors import StanzaError, StreamError
 from roost.jid import JID
 from roost.stream import events as ev
@@ -39,7 +42,7 @@ from roost.xml.ns import (
     NS_TLS,
 )
 from roost.xml.parser import ParseError, ParseEvent, StreamEnd, StreamHeader, StreamParser
-from roost.xml.serializer import serialize_str
+from roost.xml.serializer import STREAM_CLOSE, serialize, serialize_str, stream_header
 
 DOMAIN: Final = "example.com"
 OTHER_DOMAIN: Final = "example.net"
@@ -216,6 +219,7 @@ class C2SDriver:
         self.lookups: list[JID] = []
         self.closed: ev.Close | None = None
         self.tls_handshakes = 0
+        self.claimed: list[Element] = []  # handed to a negotiator, in order
 
     # -- input --------------------------------------------------------------------------------
     def send(self, data: bytes | str) -> list[ParseEvent]:
@@ -261,8 +265,12 @@ class C2SDriver:
                 assert bound, f"routed before binding: {xml(action)}"
                 assert action.get("from") == str(bound[-1].jid), f"not stamped: {xml(action)}"
                 self.routed.append(action)
-            elif isinstance(action, ev.Send):
-                self._write(action.data)
+            elif isinstance(action, ev.OpenStream):
+                self._write(stream_header(content_ns=NS_CLIENT, attrs=action.attrs))
+            elif isinstance(action, ev.SendElement):
+                self._write(serialize(action.element))
+            elif isinstance(action, ev.CloseStream):
+                self._write(STREAM_CLOSE)
             elif isinstance(action, ev.StartTLS):
                 self.tls_handshakes += 1
                 self.client_parser.reset()
@@ -274,6 +282,11 @@ class C2SDriver:
             elif isinstance(action, ev.FetchCredentials):
                 self.lookups.append(action.jid)
                 self.call(self.stream.credentials, self.accounts.get(action.jid))
+            elif isinstance(action, ev.VerifyPassword):
+                valid = verify_password(action.credentials, action.password)
+                self.call(self.stream.password_checked, valid)
+            elif isinstance(action, ev.Claimed):
+                self._claimed(action)
             elif isinstance(action, ev.BindRequest):
                 result = self.binder(self.stream, action.resource)
                 if isinstance(result, JID):
@@ -282,6 +295,14 @@ class C2SDriver:
                     self.call(self.stream.bind_failed, result)
             elif isinstance(action, ev.Close):
                 self.closed = action
+
+    def _claimed(self, action: ev.Claimed) -> None:
+        self.claimed.append(action.element)
+        reply = action.negotiator.handle(self, action.element)
+        assert isinstance(reply, Sequence), "the toys answer at once"
+        for element in reply:
+            self._write(serialize(element))
+        self.call(self.stream.claim_finished)
 
     def _write(self, data: bytes) -> None:
         try:
@@ -356,14 +377,14 @@ def test_driver_fails_the_test_when_the_server_writes_malformed_xml() -> None:
     driver = C2SDriver()
     driver.open()
     with pytest.raises(pytest.fail.Exception, match="malformed XML"):
-        driver.perform([ev.Send(b"<unclosed></mismatch>")])
+        driver.perform([ev.SendElement(Element("two words", NS_CLIENT))])
 
 
 def test_driver_refuses_actions_after_close() -> None:
     driver = C2SDriver()
     driver.perform([ev.Close()])
     with pytest.raises(AssertionError, match="after Close"):
-        driver.perform([ev.Send(b" ")])
+        driver.perform([ev.CloseStream()])
 
 
 def test_driver_restarts_the_server_stream_after_sasl_success() -> None:

@@ -8,26 +8,24 @@ import pytest
 
 from roost.errors import StreamError
 from roost.stream import events as ev
-from roost.stream.c2s import C2SStream
+from roost.stream.c2s import C2SStream, stream_error_element
 from roost.stream.framing import (
     CLOSE_FRAME,
     FrameParser,
-    StreamClosed,
-    StreamOpened,
+    body_element,
     bosh_body,
     bosh_header,
     bosh_payload,
-    is_stream_error,
-    split_output,
-    standalone,
-    stream_error_condition,
+    frame_element,
+    open_frame,
+    qualify_stanza,
     websocket_event,
-    websocket_frames,
+    websocket_header,
 )
 from roost.xml.element import Element
 from roost.xml.ns import NS_CLIENT, NS_FRAMING, NS_HTTPBIND, NS_STREAMS
 from roost.xml.parser import StreamEnd, StreamHeader
-from roost.xml.serializer import STREAM_CLOSE, serialize, stream_header
+from roost.xml.serializer import serialize
 
 OPEN = f"<open xmlns='{NS_FRAMING}' to='localhost' version='1.0' xml:lang='de'/>".encode()
 
@@ -182,91 +180,115 @@ def test_bosh_header_without_xmpp_version_has_no_version() -> None:
 
 
 # -- output ----------------------------------------------------------------------------------
-HEADER = stream_header(
-    content_ns=NS_CLIENT,
-    attrs={"id": "abc", "version": "1.0", "xml:lang": "en", "from": "localhost"},
-)
+def test_open_frame_carries_the_header_attributes() -> None:
+    attrs = {"id": "abc", "version": "1.0", "xml:lang": "en", "from": "localhost"}
+    root = ET.fromstring(open_frame(attrs))
+    assert root.tag == f"{{{NS_FRAMING}}}open"
+    assert root.attrib == {
+        "id": "abc",
+        "version": "1.0",
+        "{http://www.w3.org/XML/1998/namespace}lang": "en",
+        "from": "localhost",
+    }
 
 
-def test_header_becomes_stream_opened_with_its_attributes() -> None:
-    assert split_output(HEADER) == [
-        StreamOpened({"id": "abc", "version": "1.0", "xml:lang": "en", "from": "localhost"})
-    ]
-
-
-def test_closing_tag_becomes_stream_closed() -> None:
-    assert split_output(STREAM_CLOSE) == [StreamClosed()]
-
-
-def test_stanza_gets_the_jabber_client_namespace() -> None:
+def test_stanza_frame_gets_the_jabber_client_namespace() -> None:
     message = Element("message", NS_CLIENT, {"to": "a@localhost"})
     message.sub("body", text="1 < 2")
-    assert split_output(serialize(message)) == [
+    assert frame_element(message) == (
         b"<message xmlns='jabber:client' to='a@localhost'><body>1 &lt; 2</body></message>"
-    ]
+    )
 
 
-def test_element_with_its_own_namespace_is_left_alone() -> None:
-    success = b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
-    assert split_output(success) == [success]
+def test_element_with_its_own_namespace_keeps_it() -> None:
+    success = Element("success", "urn:ietf:params:xml:ns:xmpp-sasl")
+    assert frame_element(success) == b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
 
 
 def test_stream_prefixed_elements_declare_the_prefix() -> None:
     features = Element("features", NS_STREAMS)
     features.sub("bind", "urn:ietf:params:xml:ns:xmpp-bind")
-    (unit,) = split_output(serialize(features))
-    assert unit == (
+    assert frame_element(features) == (
         b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'>"
         b"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
     )
 
 
-def test_error_and_close_in_one_write_are_two_units() -> None:
-    error = b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-    units = split_output(error + STREAM_CLOSE)
-    assert units[1] == StreamClosed()
-    assert isinstance(units[0], bytes)
-    assert is_stream_error(units[0])
-    assert stream_error_condition(units[0]) == "conflict"
-
-
-def test_nested_elements_of_the_same_name_stay_in_their_element() -> None:
-    inner = "<message xmlns='jabber:client' from='b@x'><body>inner</body></message>"
-    outer = f"<message to='a@x'><forwarded xmlns='urn:xmpp:forward:0'>{inner}</forwarded></message>"
-    second = "<presence/>"
-    units = split_output((outer + second).encode())
-    assert units == [
-        outer.replace("<message ", "<message xmlns='jabber:client' ", 1).encode(),
-        b"<presence xmlns='jabber:client'/>",
+def test_stream_error_frame_is_a_standalone_document() -> None:
+    root = ET.fromstring(frame_element(stream_error_element("conflict", "replaced")))
+    assert root.tag == f"{{{NS_STREAMS}}}error"
+    assert [c.tag for c in root] == [
+        "{urn:ietf:params:xml:ns:xmpp-streams}conflict",
+        "{urn:ietf:params:xml:ns:xmpp-streams}text",
     ]
 
 
-def test_standalone_keeps_an_explicit_empty_namespace() -> None:
-    assert standalone(b"<x xmlns=''/>") == b"<x xmlns=''/>"
+def test_forwarded_stanza_inside_a_stanza_keeps_its_namespace() -> None:
+    outer = Element("message", NS_CLIENT, {"to": "a@x"})
+    forwarded = outer.sub("forwarded", "urn:xmpp:forward:0")
+    forwarded.sub("message", NS_CLIENT, **{"from": "b@x"}).sub("body", text="inner")
+    root = ET.fromstring(frame_element(outer))
+    assert root.tag == f"{{{NS_CLIENT}}}message"
+    assert root[0][0].tag == f"{{{NS_CLIENT}}}message"
+    assert root[0][0][0].text == "inner"
+
+
+def stanzas() -> list[Element]:
+    message = Element("message", NS_CLIENT, {"to": "a@x", "type": "chat"})
+    message.sub("body", text="it's <b>")
+    bare_iq = Element("iq", NS_CLIENT)
+    bare_iq.sub("a", "urn:example:a", b="1")  # a short child with attributes, no iq attributes
+    named = Element("presence", NS_CLIENT)
+    named.sub("x", "urn:example:x")
+    return [message, Element("presence", NS_CLIENT), bare_iq, named, Element("iq", NS_CLIENT)]
+
+
+@pytest.mark.parametrize("stanza", stanzas(), ids=lambda e: serialize(e).decode())
+def test_qualified_serialized_stanza_is_its_frame(stanza: Element) -> None:
+    """Fan-out's bytes (serialized once, default-namespace form) become the same frame."""
+    assert qualify_stanza(serialize(stanza)) == frame_element(stanza)
+
+
+def test_qualify_leaves_an_already_qualified_stanza_alone() -> None:
+    data = b"<message xmlns='jabber:client' to='a@x'/>"
+    assert qualify_stanza(data) == data
+
+
+def test_qualify_finds_the_end_of_another_name() -> None:
+    assert qualify_stanza(b"<other a='1'/>") == b"<other xmlns='jabber:client' a='1'/>"
+
+
+@pytest.mark.parametrize(
+    ("length", "header"),
+    [
+        (0, b"\x81\x00"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    ],
+)
+def test_websocket_header_is_an_unmasked_final_text_frame(length: int, header: bytes) -> None:
+    assert websocket_header(length) == header  # RFC 6455 §5.2: FIN, opcode 1, no mask bit
 
 
 def test_websocket_frames_for_a_whole_negotiation_are_standalone_documents() -> None:
     stream = C2SStream({"localhost"}, tls_available=False, tls_required=False, secure=True)
     header = StreamHeader("stream", NS_STREAMS, {"to": "localhost", "version": "1.0"}, NS_CLIENT)
-    actions = stream.receive([header]) + stream.close()
-    written = b"".join(a.data for a in actions if isinstance(a, ev.Send))
-    frames = websocket_frames(written)
+    frames: list[bytes] = []
+    for action in stream.receive([header]) + stream.close():
+        if isinstance(action, ev.OpenStream):
+            frames.append(open_frame(action.attrs))
+        elif isinstance(action, ev.SendElement):
+            frames.append(frame_element(action.element))
+        elif isinstance(action, ev.CloseStream):
+            frames.append(CLOSE_FRAME)
     assert [ET.fromstring(f).tag for f in frames] == [
         f"{{{NS_FRAMING}}}open",
         f"{{{NS_STREAMS}}}features",
         f"{{{NS_FRAMING}}}close",
     ]
     assert ET.fromstring(frames[0]).attrib["from"] == "localhost"
-    assert frames[2] == CLOSE_FRAME
-
-
-def test_websocket_frame_for_a_stanza_parses_in_jabber_client() -> None:
-    iq = Element("iq", NS_CLIENT, {"type": "result", "id": "1"})
-    iq.sub("query", "jabber:iq:version").sub("name", text="roost")
-    (frame,) = websocket_frames(serialize(iq))
-    root = ET.fromstring(frame)
-    assert root.tag == f"{{{NS_CLIENT}}}iq"
-    assert root[0][0].tag == "{jabber:iq:version}name"
 
 
 # -- BOSH bodies ------------------------------------------------------------------------------
@@ -283,7 +305,16 @@ def test_bosh_body_declares_the_xmpp_prefix_and_escapes_attributes() -> None:
 
 
 def test_bosh_body_with_features_is_namespace_well_formed() -> None:
-    features = standalone(b"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
-                          b"</stream:features>")  # fmt: skip
-    root = ET.fromstring(bosh_body({"type": "terminate"}, [features]))
+    features = Element("features", NS_STREAMS)
+    features.sub("bind", "urn:ietf:params:xml:ns:xmpp-bind")
+    root = ET.fromstring(bosh_body({"type": "terminate"}, [body_element(features)]))
     assert root[0].tag == f"{{{NS_STREAMS}}}features"
+    assert root[0][0].tag == "{urn:ietf:params:xml:ns:xmpp-bind}bind"
+
+
+def test_bosh_body_element_qualifies_stanzas_and_unqualified_children() -> None:
+    presence = Element("presence", NS_CLIENT)
+    presence.sub("c", "")  # no namespace: must not fall into the body's
+    root = ET.fromstring(bosh_body({}, [body_element(presence)]))
+    assert root[0].tag == f"{{{NS_CLIENT}}}presence"
+    assert root[0][0].tag == "c"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scramp import ScramClient
 from slixmpp.util.sasl import mechanisms as slixmpp_mechanisms
 
-from roost.auth.credentials import Credentials, derive
+from roost.auth.credentials import DEFAULT_ITERATIONS, Credentials, derive, verify_password
 from roost.stream.sasl import (
     Challenge,
     Failure,
@@ -25,6 +25,7 @@ from roost.stream.sasl import (
     SaslServer,
     SaslStep,
     Success,
+    VerifyPassword,
     downgrade_protection_hash,
     offered_mechanisms,
 )
@@ -510,18 +511,58 @@ def test_scram_bad_proof_of_any_length_is_not_authorized(proof: bytes) -> None:
 # --- PLAIN (RFC 4616) -----------------------------------------------------------------------
 
 
+def check(step: SaslStep) -> bool:
+    """What the driver does for ``VerifyPassword`` (off the event loop)."""
+    assert isinstance(step, VerifyPassword), step
+    return verify_password(step.credentials, step.password)
+
+
 def run_plain(message: bytes, creds: Credentials | None = CREDS, **kwargs: Any) -> list[SaslStep]:
     server = make_server("PLAIN", **kwargs)
     steps = [server.start(message)]
     if isinstance(steps[-1], NeedCredentials):
         steps.append(server.credentials(creds))
+        assert not server.done  # the password check is the driver's
+        steps.append(server.password_checked(check(steps[-1])))
     assert server.done
     return steps
 
 
 def test_plain_succeeds_with_right_password() -> None:
     steps = run_plain(f"\x00{USER}\x00{PASSWORD}".encode())
-    assert steps == [NeedCredentials(USER), Success(None, USER, None)]
+    assert steps == [
+        NeedCredentials(USER),
+        VerifyPassword(CREDS, PASSWORD),
+        Success(None, USER, None),
+    ]
+
+
+def test_plain_hands_the_pbkdf2_to_the_driver_instead_of_running_it() -> None:
+    server = make_server("PLAIN")
+    assert server.start(f"\x00{USER}\x00{PASSWORD}".encode()) == NeedCredentials(USER)
+    step = server.credentials(CREDS)
+    assert step == VerifyPassword(CREDS, PASSWORD)
+    assert not server.done
+    assert PASSWORD not in repr(step)  # never in a log line
+    assert server.password_checked(False) == NOT_AUTHORIZED
+
+
+def test_plain_unknown_user_is_checked_against_fake_keys_and_never_succeeds() -> None:
+    server = make_server("PLAIN")
+    server.start(f"\x00romeo\x00{PASSWORD}".encode())
+    step = server.credentials(None)
+    assert isinstance(step, VerifyPassword)
+    assert [(h, k.iterations) for h, k in step.credentials.items()] == [
+        ("SHA-256", DEFAULT_ITERATIONS)  # the same PBKDF2 as a known user's
+    ]
+    assert server.password_checked(True) == NOT_AUTHORIZED
+
+
+def test_password_checked_out_of_order_is_malformed_request() -> None:
+    assert malformed(make_server("PLAIN").password_checked(True))
+    server = make_server("SCRAM-SHA-256")
+    assert isinstance(server.start(b"n,,n=juliet,r=abcdef"), NeedCredentials)
+    assert malformed(server.password_checked(True))
 
 
 def test_plain_returns_authzid_for_the_driver_to_check() -> None:
@@ -533,7 +574,8 @@ def test_plain_without_initial_response_sends_empty_challenge_first() -> None:
     server = make_server("PLAIN")
     assert server.start(None) == Challenge(b"")
     assert server.respond(f"\x00{USER}\x00{PASSWORD}".encode()) == NeedCredentials(USER)
-    assert server.credentials(CREDS) == Success(None, USER, None)
+    step = server.credentials(CREDS)
+    assert server.password_checked(check(step)) == Success(None, USER, None)
 
 
 def test_plain_wrong_password_is_not_authorized() -> None:
@@ -619,8 +661,15 @@ def test_calls_out_of_order_are_malformed_request() -> None:
 
     server = make_server("PLAIN")
     assert isinstance(server.start(f"\x00{USER}\x00{PASSWORD}".encode()), NeedCredentials)
-    assert isinstance(server.credentials(CREDS), Success)
+    assert isinstance(server.credentials(CREDS), VerifyPassword)
+    assert malformed(server.credentials(CREDS))  # the check is pending
+    assert server.done
+
+    server = make_server("PLAIN")
+    assert isinstance(server.start(f"\x00{USER}\x00{PASSWORD}".encode()), NeedCredentials)
+    assert isinstance(server.password_checked(check(server.credentials(CREDS))), Success)
     assert malformed(server.credentials(CREDS))
+    assert malformed(server.password_checked(True))
     assert malformed(server.respond(b""))
     assert malformed(server.start(None))
 
@@ -668,8 +717,11 @@ def test_random_input_never_raises(
     for data in then:
         if isinstance(steps[-1], NeedCredentials):
             steps.append(server.credentials(CREDS if known else None))
+        if isinstance(steps[-1], VerifyPassword):
+            steps.append(server.password_checked(check(steps[-1])))
         steps.append(server.respond(data))
-    assert all(isinstance(s, Challenge | NeedCredentials | Success | Failure) for s in steps)
+    kinds = Challenge | NeedCredentials | VerifyPassword | Success | Failure
+    assert all(isinstance(s, kinds) for s in steps)
     assert not any(isinstance(s, Success) for s in steps)
 
 
