@@ -42,6 +42,47 @@ def load_modules(host: Host, modules: list[type[Module]], options: dict[str, obj
         host.modules[cls.name] = (module, api)
 
 
+def configured_modules(config: Config) -> tuple[list[type[Module]], dict[str, object]]:
+    """The modules ``config`` enables (built-in and entry points, dependencies first) and
+    their options from ``[modules.NAME]``; ConfigError for an unknown module or a bad table."""
+    known = discover(BUILTIN)
+    modules = module_order(known, config.modules.enabled, config.path.name)
+    loaded = [cls.name for cls in modules]
+    for warning in module_table_warnings(config.modules.options, built=known, loaded=loaded):
+        log.warning("%s: %s", config.path.name, warning)
+    options: dict[str, object] = {
+        cls.name: module_options(
+            cls.Options,
+            config.modules.options.get(cls.name),
+            file=config.path.name,
+            module=cls.name,
+        )
+        for cls in modules
+    }
+    return modules, options
+
+
+def install_modules(
+    core: ServerCore, modules: list[type[Module]], options: dict[str, object]
+) -> None:
+    """Load the host modules on every user host and each service module on its service host
+    (made on first need)."""
+    for host in list(core.routes.user_hosts()):
+        load_modules(host, [cls for cls in modules if cls.service is None], options)
+    for cls in modules:
+        domain = None if cls.service is None else getattr(core.config.services, cls.service, None)
+        if domain:
+            host = core.hosts.get(domain) or core.add_service_host(domain)
+            load_modules(host, [cls], options)
+
+
+async def unload_modules(core: ServerCore) -> None:
+    """Unload every host's modules, the last loaded first (their tasks finish first)."""
+    for host in core.hosts.values():
+        for module, api in reversed(list(host.modules.values())):
+            await stop_module(module, api)
+
+
 class Server:
     """A running roost: core, listeners and the periodic sweep."""
 
@@ -55,20 +96,7 @@ class Server:
     async def start(self) -> None:
         """Open storage, load modules, start listening."""
         config = self.config
-        known = discover(BUILTIN)
-        modules = module_order(known, config.modules.enabled, config.path.name)
-        loaded = [cls.name for cls in modules]
-        for warning in module_table_warnings(config.modules.options, built=known, loaded=loaded):
-            log.warning("%s: %s", config.path.name, warning)
-        options: dict[str, object] = {
-            cls.name: module_options(
-                cls.Options,
-                config.modules.options.get(cls.name),
-                file=config.path.name,
-                module=cls.name,
-            )
-            for cls in modules
-        }
+        modules, options = configured_modules(config)
         config.server.data_dir.mkdir(parents=True, exist_ok=True)
         cert, key = ensure_certificate(config)
         starttls = server_context(cert, key)
@@ -79,13 +107,7 @@ class Server:
         await storage.open()
         core = ServerCore(config, storage, cb_data=end_point_hash(cert), tls_available=True)
         self.core = core
-        for host in list(core.routes.user_hosts()):
-            load_modules(host, [cls for cls in modules if cls.service is None], options)
-        for cls in modules:
-            domain = None if cls.service is None else getattr(config.services, cls.service, None)
-            if domain:
-                host = core.hosts.get(domain) or core.add_service_host(domain)
-                load_modules(host, [cls], options)
+        install_modules(core, modules, options)
         await self._listen(core, starttls, direct)
         if config.listen.http is not None:
             tls = server_context(cert, key, alpn=["http/1.1"]) if config.http.tls else None
@@ -133,9 +155,7 @@ class Server:
         await asyncio.sleep(SHUTDOWN_GRACE if core.connections else 0)
         if self._http is not None:
             await self._http.stop()
-        for host in core.hosts.values():
-            for module, api in reversed(list(host.modules.values())):
-                await stop_module(module, api)
+        await unload_modules(core)
         await core.storage.close()
         log.info("roost stopped")
 
