@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.unit.harness import BoundClient, ClientFactory, Roost
+from tests.unit.harness import ClientFactory, Roost
 
 
 @pytest_asyncio.fixture
@@ -28,7 +28,4 @@ async def server(tmp_path: Path) -> AsyncIterator[Roost]:
 def client(server: Roost) -> ClientFactory:
     """``await client("alice", "phone")``: a bound session of alice@localhost/phone."""
 
-    async def make(user: str, resource: str = "r") -> BoundClient:
-        return await server.bind(await server.add_user(user), resource)
-
-    return make
+    return server.bound

@@ -35,11 +35,13 @@ from roost.auth.credentials import Credentials, derive
 from roost.config import load_config
 from roost.core.c2s import C2SConnection, open_c2s_connection
 from roost.core.hooks import SessionBound
+from roost.core.module import Module, ModuleAPI
 from roost.core.server import ServerCore
 from roost.core.session import Session
 from roost.errors import StreamError
 from roost.jid import JID
 from roost.server import configured_modules, install_modules, unload_modules
+from roost.stanzas import error_of
 from roost.storage import open_storage
 from roost.xml.element import Element
 from roost.xml.ns import NS_BIND, NS_CLIENT, NS_SASL, NS_STREAMS
@@ -52,6 +54,13 @@ PEER: Final = "192.0.2.7"  # TEST-NET-1 (RFC 5737): the address in-memory client
 TIMEOUT: Final = 2.0  # seconds a test waits for a stanza that should come
 QUIET: Final = 0.05  # seconds a test waits to be sure that nothing comes
 STREAM_CLOSE: Final = b"</stream:stream>"
+NO_MODULES: Final = "[modules]\nenabled = []\n"  # ``extra`` for a core with the defaults only
+
+
+def condition(reply: Element) -> str:
+    """The defined condition of an error reply (RFC 6120 §8.3)."""
+    assert reply.get("type") == "error", serialize(reply)
+    return error_of(reply).condition
 
 
 def stanza(xml: str | Element) -> Element:
@@ -370,12 +379,24 @@ class Roost:
             self.accounts.add(jid)
         return jid
 
+    async def bound(self, user: str, resource: str = "r") -> BoundClient:
+        """A session of the account ``user`` (created if need be), bound as ``resource``."""
+        return await self.bind(await self.add_user(user), resource)
+
     async def bind(self, account: JID, resource: str = "r") -> BoundClient:
         """A session of ``account`` bound without a stream (as after RFC 6120 §7)."""
         client = BoundClient(self.core, JID(account.local, account.domain, resource))
         self.core.sessions.add(client.session)
         await settle(client.session.host.hooks.fire(SessionBound(client.session)))
         return client
+
+    def api(self, name: str = "test", domain: str = DOMAIN) -> ModuleAPI:
+        """The API of a module without a class of its own on ``domain``: registrations made
+        through it are undone, and its tasks awaited, when the server stops."""
+        host = self.core.hosts[domain]
+        api = ModuleAPI(host, name)
+        host.modules[name] = (Module(api), api)
+        return api
 
     def connect(self, peer: str = PEER) -> StreamClient:
         """A new client connection (secure, as after direct TLS; nothing sent yet)."""
