@@ -128,14 +128,15 @@ class Inbox:
 class BoundClient(Inbox):
     """A session bound without a stream, and its ``Carrier``: what ``deliver`` hands over."""
 
-    __slots__ = ("closed_with", "core", "data_given", "session")
+    __slots__ = ("closed_with", "core", "data_given", "delivered", "session")
 
     def __init__(self, core: ServerCore, jid: JID) -> None:
         super().__init__()
         self.core = core
         self.session = Session(core.hosts[jid.domain], jid, self)
         self.closed_with: list[StreamError | None] = []  # each close() the server made
-        self.data_given = 0  # deliveries that came serialized already (fan-out)
+        self.delivered = 0  # stanzas the carrier was given
+        self.data_given = 0  # ... of which came serialized already (fan-out)
 
     @property
     def jid(self) -> JID:
@@ -148,6 +149,7 @@ class BoundClient(Inbox):
 
     def send_stanza(self, stanza: Element, data: bytes | None) -> None:
         # What the client would read: the bytes given, or the stanza serialized now.
+        self.delivered += 1
         if data is not None:
             self.data_given += 1
         self.put(parse_fragment(serialize(stanza) if data is None else data))
