@@ -178,6 +178,7 @@ class Pipe:
         "client",
         "closed",
         "connection",
+        "holds",
         "paused",
         "peer",
     )
@@ -198,6 +199,7 @@ class Pipe:
         self._held: list[bytes] = []  # sent while reading was paused
         self.closed = False
         self.paused = False
+        self.holds = True  # False: feed on while paused (the connection must queue itself)
         self.connection: C2SConnection | None = None
 
     # -- from the client ----------------------------------------------------------------------
@@ -205,7 +207,7 @@ class Pipe:
         connection = self.connection
         if self.closed or connection is None:
             return
-        if self.paused:
+        if self.paused and self.holds:
             self._held.append(data)
             return
         connection.last_active = time.monotonic()
