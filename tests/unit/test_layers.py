@@ -9,11 +9,23 @@ Every module under ``src/roost`` is read with ``ast`` (nothing is imported): ``i
   not even for type checking; ``roost.xml`` does not import ``roost.stream`` either.
 - ``roost.core`` imports nothing from ``roost.transport``, ``roost.modules`` or
   ``roost.server`` at run time; under ``if TYPE_CHECKING:`` it may.
+- ``roost.modules`` (features) import no transport, neither the server nor the CLI, nor the
+  client connection (``roost.core.c2s``), not even for type checking: modules see sessions,
+  never connections (docs/architecture.md §2).
+- ``roost.storage`` (stores) imports nothing from ``roost.core``, ``roost.modules``,
+  ``roost.transport``, ``roost.server`` or ``roost.cli``: stores serve the core, never the
+  other way round.
+
+And one rule on what modules call (docs/architecture.md §4: ``router.deliver`` is the only
+way out): no module touches a session's ``carrier`` or calls ``send_stanza``,
+``send_element`` or ``send_serialized`` on anything, and ``.send(...)`` only on its module
+API (``api.send``, ``self.api.send``: a stanza the server routes).
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +59,16 @@ RULES: Final = (
     Rule("roost.jid", SANS_IO_FORBIDDEN, runtime_only=False),
     Rule("roost.stream", SANS_IO_FORBIDDEN, runtime_only=False),
     Rule("roost.core", ("roost.transport", "roost.modules", "roost.server"), runtime_only=True),
+    Rule(
+        "roost.modules",
+        ("roost.transport", "roost.server", "roost.cli", "roost.core.c2s"),
+        runtime_only=False,
+    ),
+    Rule(
+        "roost.storage",
+        ("roost.core", "roost.modules", "roost.transport", "roost.server", "roost.cli"),
+        runtime_only=False,
+    ),
 )
 
 
@@ -149,19 +171,66 @@ def all_imports(src: Path = SRC) -> list[Import]:
     return found
 
 
+# What bypasses router.deliver: a session's carrier, and the carrier's (or a transport's) writes.
+SESSION_OUTPUT: Final = frozenset({"carrier", "send_stanza", "send_element", "send_serialized"})
+
+
+def receiver_is_api(node: ast.expr) -> bool:
+    """``api``, ``self.api``, ``self._api``: the module's own API object."""
+    name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", "")
+    return name.lstrip("_") == "api"
+
+
+def session_writes(source: str, path: str) -> list[str]:
+    """Where a module writes to a session or a connection other than through its API."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Attribute) and node.attr in SESSION_OUTPUT:
+            found.append(f"{path}:{node.lineno}: .{node.attr}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "send"
+            and not receiver_is_api(node.func.value)
+        ):
+            found.append(f"{path}:{node.lineno}: {ast.unparse(node.func)}(...)")
+    return found
+
+
+def module_sources(src: Path = SRC) -> list[tuple[str, str]]:
+    """(path, source) of every file of ``roost.modules``."""
+    return [
+        (str(path.relative_to(src.parent)), path.read_text(encoding="utf-8"))
+        for path in sorted((src / "roost" / "modules").rglob("*.py"))
+    ]
+
+
 # --- the rules on the source tree -----------------------------------------------------------
+
+
+@functools.cache
+def tree_imports() -> list[Import]:
+    """``all_imports()`` of the source tree, read once for all the rules."""
+    return all_imports()
 
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.layer for r in RULES])
 def test_layer_imports_point_one_way(rule: Rule) -> None:
-    found = all_imports()
+    found = tree_imports()
     assert any(within(imp.module, rule.layer) for imp in found), f"no module in {rule.layer}"
     bad = violations(rule, found)
     assert not bad, f"{rule.layer} must not import {', '.join(rule.forbidden)}:\n" + "\n".join(bad)
 
 
+def test_no_module_writes_to_a_session_but_through_deliver() -> None:
+    sources = module_sources()
+    assert len(sources) > 5
+    bad = [hit for path, source in sources for hit in session_writes(source, path)]
+    assert not bad, "modules must use api.deliver / api.send:\n" + "\n".join(bad)
+
+
 def test_the_walk_sees_the_source_tree() -> None:
-    modules = {imp.module for imp in all_imports()}
+    modules = {imp.module for imp in tree_imports()}
     assert {"roost.stream.c2s", "roost.xml.parser", "roost.jid", "roost.core.session"} <= modules
 
 
@@ -275,3 +344,82 @@ def test_checker_finds_a_violation_in_a_source_tree(tmp_path: Path) -> None:
 def test_failure_message_names_the_offending_import() -> None:
     (message,) = check("from roost.core.hooks import HookBus", "roost.xml.parser")["roost.xml"][:1]
     assert message == "x.py:1: roost.xml.parser imports roost.core.hooks"
+
+
+# --- the session-output check -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "session.carrier.send_stanza(stanza, None)",
+        "carrier = session.carrier",
+        "other.send_stanza(iq, data)",
+        "conn.send_element(iq)",
+        "self._conn.send_serialized(b'')",
+        "session.send(stanza)",
+        "self.session.send(iq)",
+        "sessions[0].send(iq)",
+        "self.apiary.send(iq)",
+    ],
+)
+def test_session_check_catches_writes_around_deliver(source: str) -> None:
+    assert session_writes(source, "m.py")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "api.send(stanza)",
+        "self.api.send(stanza)",
+        "self._api.send(probe)",
+        "self.api.deliver(session, stanza)",
+        "deliver_all(self.api.server.router, targets, stanza, data)",
+        "session.jid_str",
+        "send(stanza)",
+    ],
+)
+def test_session_check_allows_the_module_api(source: str) -> None:
+    assert session_writes(source, "m.py") == []
+
+
+def test_session_check_names_the_place() -> None:
+    assert session_writes("x = 1\nsession.carrier.close()\n", "m.py") == ["m.py:2: .carrier"]
+    assert session_writes("s.send(x)", "m.py") == ["m.py:1: s.send(...)"]
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("roost.modules.presence", "from roost.transport.tcp import C2SProtocol"),
+        ("roost.modules.presence", "import roost.server"),
+        ("roost.modules.im.roster", "from ...core.c2s import C2SConnection"),
+        (
+            "roost.modules.presence",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from roost.cli import run",
+        ),
+        ("roost.storage.roster", "from roost.core.session import Session"),
+        ("roost.storage.roster", "from ..core import hooks"),
+        (
+            "roost.storage.kv",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import roost.modules.api",
+        ),
+    ],
+)
+def test_checker_keeps_modules_and_stores_in_their_layers(module: str, source: str) -> None:
+    layer = ".".join(module.split(".")[:2])  # roost.modules, roost.storage
+    assert check(source, module)[layer]
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("roost.modules.presence", "from roost.core.router import deliver_all"),
+        ("roost.modules.presence", "from roost.storage.roster import RosterItem"),
+        ("roost.modules.presence", "from roost.stream.c2s import C2SStream"),
+        ("roost.storage.roster", "from roost.storage.sql import SqlStore"),
+        ("roost.storage.roster", "from roost.xml.element import Element"),
+    ],
+)
+def test_checker_allows_what_modules_and_stores_may_use(module: str, source: str) -> None:
+    assert check(source, module) == {}
