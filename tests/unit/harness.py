@@ -14,8 +14,8 @@ tests assert on what really leaves the server.
   (``from`` stamped, RFC 6120 §8.1.2.1), and what ``router.deliver`` hands over is queued.
 - ``StreamClient``: the client end of a real ``C2SConnection`` over a ``Pipe``, the
   in-memory transport (``roost.core.c2s.Connection``). The pipe is the one place that knows
-  how the connection writes; it speaks both the byte-level ``write`` and the element-level
-  calls (``open_stream``, ``send_element``, ``send_serialized``, ``close_stream``).
+  how the connection writes (``open_stream``, ``send_element``, ``send_serialized``,
+  ``close_stream``); it turns each into bytes for the client's parser.
 
 Both clients share ``Inbox``: ``await client.next()`` / ``expect(...)`` with a timeout,
 ``await client.nothing()`` to assert that nothing (more) was delivered.
@@ -221,22 +221,22 @@ class Pipe:
         if events:
             connection.receive(events)
 
-    # -- Connection: what the server writes ---------------------------------------------------
-    def write(self, data: bytes) -> None:
+    # -- Connection: what the server writes, as the bytes the client reads -------------------
+    def _to_client(self, data: bytes) -> None:
         for event in self._output.feed(data):
             self.client.received(event)
 
     def open_stream(self, attrs: Mapping[str, str]) -> None:
-        self.write(stream_header(content_ns=NS_CLIENT, attrs=dict(attrs)))
+        self._to_client(stream_header(content_ns=NS_CLIENT, attrs=dict(attrs)))
 
     def send_element(self, element: Element) -> None:
-        self.write(serialize(element))
+        self._to_client(serialize(element))
 
     def send_serialized(self, data: bytes) -> None:
-        self.write(data)
+        self._to_client(data)
 
     def close_stream(self) -> None:
-        self.write(STREAM_CLOSE)
+        self._to_client(STREAM_CLOSE)
 
     def start_tls(self) -> None:
         raise AssertionError("no TLS in memory: the connection is made secure=True")
