@@ -13,7 +13,7 @@
   ``bad-request`` ("a client MUST NOT query for more than one namespace"). The answer is the
   stored fragment, or the child as sent when nothing is stored.
 - Reserved namespaces (§2.3): fragments in ``jabber:*`` namespaces are refused with
-  ``not-acceptable`` (refusing is optional in the XEP; the issue asks for it). The XEP also
+  ``not-acceptable`` (refusing is optional in the XEP; roost refuses). The XEP also
   lists ``http://jabber.org/*`` and ``vcard-temp`` as reserved; those are accepted, as
   Prosody and ejabberd do.
 - Another user's storage (§2.3, §3): get or set to someone else's bare JID is ``forbidden``

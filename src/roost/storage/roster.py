@@ -9,7 +9,7 @@ tombstone, its data cleared, until pruned); ``roster_pending_in`` the held reque
 Versions never go back for a (host, user): a roster created after an account was deleted
 starts above that floor, and versions below it are not answerable, so a client that cached
 the deleted account's roster at version N gets the whole new roster, never "no changes"
-(issue 9). Writers of one roster are serialized on its roster_versions row (an upsert or
+(RFC 6121 §2.6). Writers of one roster are serialized on its roster_versions row (an upsert or
 ``{for_update}`` on PostgreSQL, the write lock on SQLite).
 
 In XEP-0227 (§4.3) the roster is a ``<query xmlns='jabber:iq:roster'>`` child of ``<user>``,

@@ -3,9 +3,10 @@
 An ``Element`` in an action list means "route this stanza"; everything else is one of the
 frozen slotted dataclasses below. The driver performs the actions in order.
 
-Output is element-level (DESIGN.md §2a): ``OpenStream``, ``SendElement`` and ``CloseStream``
-say what to write, and each transport writes it in its own framing (RFC 6120 §4 text on TCP,
-RFC 7395 frames, XEP-0124/0206 bodies), so nothing ever re-scans written bytes.
+Output is element-level (docs/architecture.md §2): ``OpenStream``, ``SendElement`` and
+``CloseStream`` say what to write, and each transport writes it in its own framing
+(RFC 6120 §4 text on TCP, RFC 7395 frames, XEP-0124/0206 bodies), so nothing ever re-scans
+written bytes.
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ exactly like a wrong password. Secrets are compared with ``hmac.compare_digest``
 PLAIN's check derives the salted password (PBKDF2, thousands of iterations: milliseconds of
 CPU), so it is not done here either: ``VerifyPassword`` hands the stored (or fake) keys and
 the password to the driver, which runs ``roost.auth.credentials.verify_password`` off the
-event loop and calls ``password_checked(valid)`` (DESIGN.md §6: "its PBKDF2 off the event
-loop"). SCRAM needs no such step: the client did the PBKDF2.
+event loop and calls ``password_checked(valid)``, so one login never stalls the others.
+SCRAM needs no such step: the client did the PBKDF2.
 
 ``Success.authzid`` is the authorization identity the client asked for (None if absent).
 This layer does not know the domain: the driver MUST accept it only when it equals the
